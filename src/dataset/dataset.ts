@@ -1,0 +1,144 @@
+/** Where a row of embeddings came from: a recording (or table) and a time span in seconds. */
+export interface Source {
+  readonly file: string;
+  readonly start?: number;
+  readonly end?: number;
+}
+
+/** The part of the data set a row belongs to, fixed once by the loader's split. */
+export const Part = { train: 0, validation: 1, test: 2 } as const;
+export type PartCode = (typeof Part)[keyof typeof Part];
+export const PART_NAMES = ['train', 'validation', 'test'] as const;
+
+/** What produced the embeddings; saved with the model as provenance. */
+export interface EmbeddingInfo {
+  /** Extractor or model name and version, e.g. `birdnet-2.4` or `table:Frogs_MFCCs.csv`. */
+  readonly source: string;
+  /** Audio settings used to make the embeddings, when they came from audio. */
+  readonly audio?: Readonly<Record<string, string | number>>;
+}
+
+/**
+ * Labelled embeddings, split into train / validation / test.
+ *
+ * Immutable by contract: every stage returns a new data set and never writes into the arrays of
+ * the one it was given.
+ */
+export interface DataSet {
+  /** `[rows, dim]` float32, row-major. */
+  readonly x: Float32Array;
+  /** `[rows, classes]` float32: 1 present, 0 absent, -1 negative sample, fractions after mixup. */
+  readonly y: Float32Array;
+  readonly rows: number;
+  readonly dim: number;
+  /** Class names in model output order. */
+  readonly labels: readonly string[];
+  /** Per row: its recording, or undefined when unknown. */
+  readonly sources: readonly (Source | undefined)[];
+  /** Per row: a {@link Part} code. */
+  readonly parts: Uint8Array;
+  /** Per row: 1 when a stage made it (upsampling), 0 when it was loaded. */
+  readonly synthetic: Uint8Array;
+  readonly embedding: EmbeddingInfo;
+  /** Seed of the split; later stages derive their own random streams from it. */
+  readonly seed: number;
+}
+
+export interface DataSetInit {
+  x: Float32Array;
+  y: Float32Array;
+  dim: number;
+  labels: readonly string[];
+  sources?: readonly (Source | undefined)[];
+  parts?: Uint8Array;
+  synthetic?: Uint8Array;
+  embedding?: EmbeddingInfo;
+  seed?: number;
+}
+
+/** Builds a data set and checks that its arrays agree in size. */
+export function createDataSet(init: DataSetInit): DataSet {
+  const classes = init.labels.length;
+  if (!Number.isInteger(init.dim) || init.dim <= 0) {
+    throw new Error(`dataset: dim must be a positive integer, got ${init.dim}`);
+  }
+  if (init.x.length % init.dim !== 0) {
+    throw new Error(`dataset: x has ${init.x.length} values, not a multiple of dim ${init.dim}`);
+  }
+  const rows = init.x.length / init.dim;
+  if (init.y.length !== rows * classes) {
+    throw new Error(`dataset: y has ${init.y.length} values, expected ${rows} x ${classes}`);
+  }
+  const sources = init.sources ?? new Array<Source | undefined>(rows).fill(undefined);
+  const parts = init.parts ?? new Uint8Array(rows);
+  const synthetic = init.synthetic ?? new Uint8Array(rows);
+  for (const [name, length] of [
+    ['sources', sources.length],
+    ['parts', parts.length],
+    ['synthetic', synthetic.length],
+  ] as const) {
+    if (length !== rows) throw new Error(`dataset: ${name} has ${length} entries, expected ${rows}`);
+  }
+  return Object.freeze({
+    x: init.x,
+    y: init.y,
+    rows,
+    dim: init.dim,
+    labels: Object.freeze([...init.labels]),
+    sources: Object.freeze([...sources]),
+    parts,
+    synthetic,
+    embedding: init.embedding ?? { source: 'unknown' },
+    seed: init.seed ?? 0,
+  });
+}
+
+/** Row indices of one part, in order. */
+export function rowsOf(data: DataSet, part: PartCode): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < data.rows; i++) if (data.parts[i] === part) out.push(i);
+  return out;
+}
+
+/** A new data set holding the given rows, in the given order. */
+export function selectRows(data: DataSet, indices: readonly number[]): DataSet {
+  const { dim } = data;
+  const k = data.labels.length;
+  const x = new Float32Array(indices.length * dim);
+  const y = new Float32Array(indices.length * k);
+  indices.forEach((r, i) => {
+    x.set(data.x.subarray(r * dim, (r + 1) * dim), i * dim);
+    y.set(data.y.subarray(r * k, (r + 1) * k), i * k);
+  });
+  return createDataSet({
+    ...data,
+    x,
+    y,
+    sources: indices.map((r) => data.sources[r]),
+    parts: Uint8Array.from(indices, (r) => data.parts[r]),
+    synthetic: Uint8Array.from(indices, (r) => data.synthetic[r]),
+  });
+}
+
+/** Row counts per part and, for the train part, rows with a 1 per class. */
+export interface DataSetSummary {
+  rows: number;
+  dim: number;
+  classes: number;
+  parts: Record<(typeof PART_NAMES)[number], number>;
+  /** Rows whose label is exactly 1, per class, per part. */
+  perClass: Record<string, Record<(typeof PART_NAMES)[number], number>>;
+}
+
+export function summarize(data: DataSet): DataSetSummary {
+  const k = data.labels.length;
+  const parts = { train: 0, validation: 0, test: 0 };
+  const perClass: DataSetSummary['perClass'] = {};
+  for (const label of data.labels) perClass[label] = { train: 0, validation: 0, test: 0 };
+  for (let r = 0; r < data.rows; r++) {
+    const part = PART_NAMES[data.parts[r]];
+    parts[part]++;
+    for (let c = 0; c < k; c++) if (data.y[r * k + c] === 1) perClass[data.labels[c]][part]++;
+  }
+  return { rows: data.rows, dim: data.dim, classes: k, parts, perClass };
+}
