@@ -77,7 +77,8 @@ export function createDataSet(init: DataSetInit): DataSet {
     ['parts', parts.length],
     ['synthetic', synthetic.length],
   ] as const) {
-    if (length !== rows) throw new Error(`dataset: ${name} has ${length} entries, expected ${rows}`);
+    if (length !== rows)
+      throw new Error(`dataset: ${name} has ${length} entries, expected ${rows}`);
   }
   return Object.freeze({
     x: init.x,

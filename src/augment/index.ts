@@ -1,0 +1,4 @@
+export * from './nearest';
+export * from './upsample';
+export * from './mixup';
+export * from './smooth';

@@ -1,0 +1,448 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { SingleBar } from 'cli-progress';
+import * as tf from '@tensorflow/tfjs';
+import { Subscription, lastValueFrom, of, tap } from 'rxjs';
+import { UPSAMPLING_MODES } from './augment/upsample';
+import { DataSet, summarize } from './dataset/dataset';
+import { LoadOptions, loadDataSet } from './dataset/load';
+import { writeDemoData } from './demo';
+import { evaluate as evaluateScores } from './evaluate/metrics';
+import { formatReportTable, reportToCsv } from './evaluate/report';
+import { PACKAGE } from './package-info';
+import { DEFAULT_SETTINGS, RunSettings, settingsTable } from './settings';
+import { loadModelDirectory } from './store/model-directory';
+import { evaluate, load, mixup, save, smooth, train, upsample } from './streams';
+import { SavedEvent } from './streams/save';
+import { BACKENDS, initBackend } from './train/backend';
+import { predictScores } from './train/model';
+import { writeFile } from 'fs/promises';
+import { join } from 'path';
+
+/** BirdNET-Analyzer's spellings of our options. */
+const ALIASES: Record<string, string> = {
+  '--i': '--data',
+  '--input': '--data',
+  '--o': '--out',
+  '--output': '--out',
+  '--val_split': '--validation-split',
+  '--val-split': '--validation-split',
+};
+
+/** Rewrites BirdNET-Analyzer option spellings (`--batch_size`, `--i`) into ours. */
+export function normalizeArgs(args: readonly string[]): string[] {
+  return args.map((arg) => {
+    if (!arg.startsWith('--')) return arg;
+    const [name, ...value] = arg.split('=');
+    const hyphenated = name.replace(/_/g, '-');
+    const renamed = ALIASES[name] ?? ALIASES[hyphenated] ?? hyphenated;
+    return value.length > 0 ? `${renamed}=${value.join('=')}` : renamed;
+  });
+}
+
+function number(option: string, check: (v: number) => boolean, expected: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isFinite(value) || !check(value)) {
+      throw new InvalidArgumentError(`${option} expects ${expected}, got "${text}"`);
+    }
+    return value;
+  };
+}
+
+const integer = (option: string, min: number) =>
+  number(option, (v) => Number.isInteger(v) && v >= min, `an integer >= ${min}`);
+const fraction = (option: string, upper: string) =>
+  number(option, (v) => v >= 0 && (upper === '1]' ? v <= 1 : v < 1), `a number in [0, ${upper}`);
+
+function dataOptions(command: Command): Command {
+  return command
+    .option('--label-column <name>', 'label column of a CSV/TSV table')
+    .option('--label-separator <sep>', 'separator of several labels in one cell', ',')
+    .option('--file-column <name>', 'column naming the recording of each row (groups the split)')
+    .option('--start-column <name>', "column with each row's start time, seconds")
+    .option('--end-column <name>', "column with each row's end time, seconds")
+    .option('--ignore-columns <names>', 'comma-separated columns that are not features', (v) =>
+      v.split(',').map((s) => s.trim()),
+    )
+    .option('--delimiter <char>', 'field delimiter of the table (default: from the header)')
+    .addOption(
+      new Option('--backend <name>', 'TF.js backend (default: the fastest that loads)').choices([
+        'auto',
+        ...BACKENDS,
+      ]),
+    );
+}
+
+function trainCommand(): Command {
+  const d = DEFAULT_SETTINGS;
+  const command = new Command('train')
+    .description('train a classifier on labelled embeddings and save it as a model directory')
+    .requiredOption(
+      '--data <path>',
+      'class folders of embeddings files, a CSV/TSV table or a .npz cache (also --i)',
+    )
+    .requiredOption('--out <dir>', 'model directory to write (also --o)')
+    .option('--test-data <path>', 'a separate test set, evaluated only')
+    .option('--epochs <n>', 'maximum epochs', integer('--epochs', 1), d.epochs)
+    .option('--batch-size <n>', 'rows per batch', integer('--batch-size', 1), d.batchSize)
+    .option(
+      '--learning-rate <r>',
+      'peak learning rate',
+      number('--learning-rate', (v) => v > 0 && v < 10, 'a number in (0, 10)'),
+      d.learningRate,
+    )
+    .option(
+      '--validation-split <f>',
+      'share of each class held out for validation (also --val_split)',
+      fraction('--validation-split', '1)'),
+      d.validationSplit,
+    )
+    .option(
+      '--hidden-units <n>',
+      'hidden layer size; 0 = a single layer',
+      integer('--hidden-units', 0),
+      d.hiddenUnits,
+    )
+    .option('--dropout <r>', 'dropout rate', fraction('--dropout', '1)'), d.dropout)
+    .option('--focal-loss', 'use focal loss instead of cross-entropy', false)
+    .option(
+      '--focal-loss-gamma <g>',
+      'focal loss gamma',
+      number('--focal-loss-gamma', (v) => v >= 0, 'a number >= 0'),
+      d.focalGamma,
+    )
+    .option(
+      '--focal-loss-alpha <a>',
+      'focal loss alpha',
+      fraction('--focal-loss-alpha', '1]'),
+      d.focalAlpha,
+    )
+    .option('--label-smoothing', 'smooth the training labels', false)
+    .option(
+      '--label-smoothing-alpha <a>',
+      'label smoothing alpha',
+      fraction('--label-smoothing-alpha', '1)'),
+      d.labelSmoothingAlpha,
+    )
+    .option('--mixup', 'blend a quarter of the labelled training rows', false)
+    .option(
+      '--upsampling-ratio <r>',
+      'raise each class to this share of the largest; 0 = off',
+      fraction('--upsampling-ratio', '1]'),
+      d.upsamplingRatio,
+    )
+    .addOption(
+      new Option('--upsampling-mode <mode>', 'how new rows are made')
+        .choices([...UPSAMPLING_MODES])
+        .default(d.upsamplingMode),
+    )
+    .option(
+      '--l2 <f>',
+      'L2 penalty factor on Dense kernels',
+      number('--l2', (v) => v >= 0, 'a number >= 0'),
+      d.l2,
+    )
+    .option(
+      '--weight-decay <f>',
+      'AdamW weight decay',
+      number('--weight-decay', (v) => v >= 0, 'a number >= 0'),
+      d.weightDecay,
+    )
+    .option('--seed <n>', 'seed of every random choice', integer('--seed', 0), d.seed)
+    .option('--quiet', 'no progress output');
+  return dataOptions(command).action(async (opts: TrainArgs) => {
+    await runTrain(opts);
+  });
+}
+
+interface CommonArgs {
+  data: string;
+  labelColumn?: string;
+  labelSeparator: string;
+  fileColumn?: string;
+  startColumn?: string;
+  endColumn?: string;
+  ignoreColumns?: string[];
+  delimiter?: string;
+  backend?: (typeof BACKENDS)[number] | 'auto';
+}
+
+interface TrainArgs extends CommonArgs {
+  out: string;
+  testData?: string;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  validationSplit: number;
+  hiddenUnits: number;
+  dropout: number;
+  focalLoss: boolean;
+  focalLossGamma: number;
+  focalLossAlpha: number;
+  labelSmoothing: boolean;
+  labelSmoothingAlpha: number;
+  mixup: boolean;
+  upsamplingRatio: number;
+  upsamplingMode: RunSettings['upsamplingMode'];
+  l2: number;
+  weightDecay: number;
+  seed: number;
+  quiet?: boolean;
+}
+
+function loadOptions(a: CommonArgs): LoadOptions {
+  return {
+    labelColumn: a.labelColumn,
+    labelSeparator: a.labelSeparator,
+    fileColumn: a.fileColumn,
+    startColumn: a.startColumn,
+    endColumn: a.endColumn,
+    ignoreColumns: a.ignoreColumns,
+    delimiter: a.delimiter,
+  };
+}
+
+function settingsOf(a: TrainArgs): RunSettings {
+  return {
+    ...DEFAULT_SETTINGS,
+    epochs: a.epochs,
+    batchSize: a.batchSize,
+    learningRate: a.learningRate,
+    validationSplit: a.validationSplit,
+    hiddenUnits: a.hiddenUnits,
+    dropout: a.dropout,
+    loss: a.focalLoss ? 'focal' : 'crossentropy',
+    focalGamma: a.focalLossGamma,
+    focalAlpha: a.focalLossAlpha,
+    labelSmoothing: a.labelSmoothing,
+    labelSmoothingAlpha: a.labelSmoothingAlpha,
+    mixup: a.mixup,
+    upsamplingRatio: a.upsamplingRatio,
+    upsamplingMode: a.upsamplingMode,
+    l2: a.l2,
+    weightDecay: a.weightDecay,
+    seed: a.seed,
+  };
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function describe(data: DataSet): string {
+  const s = summarize(data);
+  return (
+    `data set: ${s.rows} rows x ${s.dim} values, ${s.classes} classes; ` +
+    `train ${s.parts.train}, validation ${s.parts.validation}, test ${s.parts.test}`
+  );
+}
+
+/** Trains, evaluates and saves; resolves with the saved result (its model already disposed). */
+export async function runTrain(a: TrainArgs): Promise<SavedResult> {
+  const backend = await initBackend({ prefer: a.backend, log });
+  const s = settingsOf(a);
+  const bar = !a.quiet && process.stderr.isTTY ? progressBar(s.epochs) : undefined;
+  let saved: SavedResult | undefined;
+  const run$ = of(a.data).pipe(
+    load({
+      ...loadOptions(a),
+      seed: s.seed,
+      validationSplit: s.validationSplit,
+      testData: a.testData,
+    }),
+    tap((data) => a.quiet || log(describe(data))),
+    upsample({ ratio: s.upsamplingRatio, mode: s.upsamplingMode }),
+    mixup(s.mixup),
+    smooth(s.labelSmoothing, s.labelSmoothingAlpha),
+    tap((data) => a.quiet || log(`after augmentation: ${describe(data)}`)),
+    train(s),
+    tap((e) => {
+      if (e.type !== 'epoch' || a.quiet) return;
+      if (bar) bar.update(e.epoch, epochPayload(e));
+      else log(epochLine(e));
+    }),
+    evaluate(),
+    save(a.out, settingsTable(s, backend)),
+    tap((e) => {
+      if (e.type === 'result') saved = e;
+    }),
+  );
+
+  const sub = new Subscription();
+  const interrupted = new Promise<never>((_, reject) => {
+    process.once('SIGINT', () => {
+      sub.unsubscribe();
+      reject(new Error('interrupted: training cancelled, nothing saved'));
+    });
+  });
+  try {
+    await Promise.race([lastValueFrom(run$, { defaultValue: undefined }), interrupted]);
+  } finally {
+    bar?.stop();
+    saved?.result.model.dispose();
+  }
+  if (saved === undefined) throw new Error('training produced no model');
+  if (!a.quiet) report(saved);
+  return saved;
+}
+
+function progressBar(epochs: number): SingleBar {
+  const bar = new SingleBar({
+    format: 'epoch {value}/{total} [{bar}] loss {loss} val_loss {valLoss} AUPRC {auprc} {seconds}s',
+    stream: process.stderr,
+    hideCursor: true,
+  });
+  bar.start(epochs, 0, { loss: '-', valLoss: '-', auprc: '-', seconds: '-' });
+  return bar;
+}
+
+type EpochEvent = Extract<SavedEvent, { type: 'epoch' }>;
+type SavedResult = Extract<SavedEvent, { type: 'result' }>;
+
+function epochPayload(e: EpochEvent) {
+  return {
+    loss: e.loss.toFixed(4),
+    valLoss: e.valLoss?.toFixed(4) ?? '-',
+    auprc: e.valAuprc?.toFixed(4) ?? '-',
+    seconds: e.seconds.toFixed(1),
+  };
+}
+
+function epochLine(e: EpochEvent): string {
+  const p = epochPayload(e);
+  return (
+    `epoch ${e.epoch}/${e.epochs} loss ${p.loss} val_loss ${p.valLoss} val_AUPRC ${p.auprc} ` +
+    `lr ${e.learningRate.toExponential(2)} ${p.seconds}s${e.best ? ' *' : ''}`
+  );
+}
+
+function report(saved: SavedResult): void {
+  const { result, evaluation } = saved;
+  log(`${result.stopReason}; kept the weights of epoch ${result.bestEpoch}`);
+  for (const [part, r] of Object.entries(evaluation.reports)) {
+    if (r === undefined) continue;
+    process.stdout.write(`\n${part} (${r.rows} rows)\n${formatReportTable(r)}\n`);
+    if (r.top1 !== undefined) process.stdout.write(`top-1 accuracy: ${r.top1.toFixed(4)}\n`);
+    for (const w of r.warnings) log(`warning: ${w}`);
+  }
+  process.stdout.write(`\nmodel saved: ${saved.dir}\n`);
+}
+
+interface EvaluateArgs extends CommonArgs {
+  model: string;
+  out?: string;
+}
+
+function evaluateCommand(): Command {
+  const command = new Command('evaluate')
+    .description('score labelled embeddings with a saved model and report per-class metrics')
+    .requiredOption('--model <dir>', 'a model directory written by train')
+    .requiredOption('--data <path>', 'labelled embeddings, as for train (also --i)')
+    .option('--out <file>', 'also write the report as CSV');
+  return dataOptions(command).action(async (opts: EvaluateArgs) => runEvaluate(opts));
+}
+
+async function runEvaluate(a: EvaluateArgs): Promise<void> {
+  await initBackend({ prefer: a.backend, log });
+  const saved = await loadModelDirectory(a.model);
+  try {
+    const data = await loadDataSet(a.data, { ...loadOptions(a), validationSplit: 0 });
+    if (data.dim !== saved.dim) {
+      throw new Error(
+        `${a.data}: embeddings have ${data.dim} values, the model takes ${saved.dim}`,
+      );
+    }
+    const y = alignLabels(data, saved.labels, a.data);
+    const scores = predictScores(saved.model, data.x, data.dim);
+    const r = evaluateScores(y, scores, data.rows, saved.labels);
+    process.stdout.write(`${data.rows} rows\n${formatReportTable(r)}\n`);
+    if (r.top1 !== undefined) process.stdout.write(`top-1 accuracy: ${r.top1.toFixed(4)}\n`);
+    for (const w of r.warnings) log(`warning: ${w}`);
+    if (a.out !== undefined) await writeFile(a.out, reportToCsv(r));
+  } finally {
+    saved.model.dispose();
+  }
+}
+
+/** The data set's labels re-ordered into the model's classes; unknown classes are an error. */
+function alignLabels(data: DataSet, modelLabels: readonly string[], path: string): Float32Array {
+  const k = modelLabels.length;
+  const y = new Float32Array(data.rows * k);
+  const map = data.labels.map((label) => {
+    const c = modelLabels.indexOf(label);
+    if (c < 0) {
+      throw new Error(`${path}: class "${label}" is not one of the model's ${k} classes`);
+    }
+    return c;
+  });
+  for (let r = 0; r < data.rows; r++) {
+    map.forEach((c, j) => (y[r * k + c] = data.y[r * data.labels.length + j]));
+  }
+  return y;
+}
+
+function demoCommand(): Command {
+  return new Command('demo')
+    .description('write a small synthetic data set of embeddings and train a model on it')
+    .option('--out <dir>', 'folder for the demo data and model', 'demo')
+    .option('--seed <n>', 'seed', integer('--seed', 0), 1)
+    .action(async (opts: { out: string; seed: number }) => {
+      const data = join(opts.out, 'data');
+      await writeDemoData(data, opts.seed);
+      log(`synthetic demo data written: ${data}`);
+      await runTrain({
+        ...DEFAULT_TRAIN_ARGS,
+        data,
+        out: join(opts.out, 'model'),
+        learningRate: 1e-2,
+        upsamplingRatio: 0.5,
+        seed: opts.seed,
+      });
+    });
+}
+
+const DEFAULT_TRAIN_ARGS: TrainArgs = {
+  data: '',
+  out: '',
+  labelSeparator: ',',
+  epochs: DEFAULT_SETTINGS.epochs,
+  batchSize: DEFAULT_SETTINGS.batchSize,
+  learningRate: DEFAULT_SETTINGS.learningRate,
+  validationSplit: DEFAULT_SETTINGS.validationSplit,
+  hiddenUnits: DEFAULT_SETTINGS.hiddenUnits,
+  dropout: DEFAULT_SETTINGS.dropout,
+  focalLoss: false,
+  focalLossGamma: DEFAULT_SETTINGS.focalGamma,
+  focalLossAlpha: DEFAULT_SETTINGS.focalAlpha,
+  labelSmoothing: false,
+  labelSmoothingAlpha: DEFAULT_SETTINGS.labelSmoothingAlpha,
+  mixup: false,
+  upsamplingRatio: DEFAULT_SETTINGS.upsamplingRatio,
+  upsamplingMode: DEFAULT_SETTINGS.upsamplingMode,
+  l2: DEFAULT_SETTINGS.l2,
+  weightDecay: DEFAULT_SETTINGS.weightDecay,
+  seed: DEFAULT_SETTINGS.seed,
+};
+
+export function program(): Command {
+  return new Command('custom-classifier')
+    .description('Train custom classifiers on embeddings (BirdNET-style) with TensorFlow.js')
+    .version(PACKAGE.version)
+    .showHelpAfterError()
+    .configureHelp({ showGlobalOptions: true })
+    .addCommand(trainCommand())
+    .addCommand(evaluateCommand())
+    .addCommand(demoCommand());
+}
+
+if (require.main === module) {
+  program()
+    .parseAsync(normalizeArgs(process.argv))
+    .then(() => {
+      if (tf.memory().numTensors > 0)
+        log(`note: ${tf.memory().numTensors} tensors still allocated`);
+    })
+    .catch((err: Error) => {
+      log(`error: ${err.message}`);
+      process.exitCode = 1;
+    });
+}

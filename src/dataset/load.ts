@@ -1,0 +1,152 @@
+import { stat } from 'fs/promises';
+import { basename, extname } from 'path';
+import { Random } from '../random';
+import { DataSet, Part, Source, createDataSet } from './dataset';
+import { isEmbeddingsFile, readEmbeddingsFolder, readEmbeddingsText } from './embeddings';
+import { classList, encodeLabels } from './labels';
+import { readTrainingCache } from './npz';
+import { splitParts } from './split';
+import { RawRows, TableOptions, readTable } from './table';
+
+export interface LoadOptions extends Partial<TableOptions> {
+  /** Share of each class that goes to validation; default 0.2. 0 = no validation part. */
+  validationSplit?: number;
+  /** Seed of the split and of every later random choice; default 42. */
+  seed?: number;
+  /** A separate test set, marked test and only ever evaluated. */
+  testData?: string;
+}
+
+export const DEFAULT_SEED = 42;
+export const DEFAULT_VALIDATION_SPLIT = 0.2;
+
+/** Rows with their labels already encoded against a class list. */
+interface Encoded {
+  x: Float32Array;
+  dim: number;
+  y: Float32Array;
+  labels: string[];
+  sources: (Source | undefined)[];
+  parts: Uint8Array;
+  source: string;
+}
+
+/**
+ * Loads labelled embeddings from a training folder, a CSV/TSV table or a BirdNET-Analyzer `.npz`
+ * cache, and splits them once, with the seed, into train and validation (and test, from
+ * `testData` or the cache's own test arrays).
+ */
+export async function loadDataSet(path: string, options: LoadOptions = {}): Promise<DataSet> {
+  const seed = options.seed ?? DEFAULT_SEED;
+  const fraction = options.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
+  const data = await readLabelled(path, options);
+
+  if (options.testData !== undefined) {
+    const test = await readLabelled(options.testData, options);
+    appendTest(data, test, options.testData);
+  }
+
+  const parts = splitParts(data.y, data.labels.length, data.sources, data.parts, {
+    fraction,
+    random: new Random(seed).derive('split'),
+  });
+  return createDataSet({ ...data, parts, embedding: { source: data.source }, seed });
+}
+
+async function readLabelled(path: string, options: LoadOptions): Promise<Encoded> {
+  const info = await stat(path).catch(() => {
+    throw new Error(`${path}: no such file or folder`);
+  });
+  if (info.isDirectory()) return encode(await readEmbeddingsFolder(path), path, 'embeddings');
+
+  const ext = extname(path).toLowerCase();
+  if (ext === '.npz') return readCache(path);
+  if (['.csv', '.tsv', '.tab'].includes(ext) || options.labelColumn !== undefined) {
+    if (options.labelColumn === undefined) {
+      throw new Error(`${path}: a table needs a label column (option label-column)`);
+    }
+    return encode(await readTable(path, options as TableOptions), path, 'table');
+  }
+  if (isEmbeddingsFile(basename(path))) {
+    await readEmbeddingsText(path);
+    throw new Error(
+      `${path}: an embeddings file carries no labels; put such files in one folder per class ` +
+        `and load the folder`,
+    );
+  }
+  throw new Error(
+    `${path}: unknown data format; expected a folder of class folders, .csv, .tsv or .npz`,
+  );
+}
+
+function encode(raw: RawRows, path: string, kind: string): Encoded {
+  const labels = classList(raw.labels, path);
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const y = new Float32Array(raw.labels.length * labels.length);
+  raw.labels.forEach((parsed, r) => encodeLabels(parsed, index, y, r * labels.length));
+  return {
+    x: raw.x,
+    dim: raw.dim,
+    y,
+    labels,
+    sources: raw.sources,
+    parts: new Uint8Array(raw.labels.length),
+    source: `${kind}:${basename(path)}`,
+  };
+}
+
+async function readCache(path: string): Promise<Encoded> {
+  const cache = await readTrainingCache(path);
+  const trainRows = cache.xTrain.length / cache.dim;
+  const testRows = cache.xTest === undefined ? 0 : cache.xTest.length / cache.dim;
+  const x = new Float32Array((trainRows + testRows) * cache.dim);
+  const y = new Float32Array((trainRows + testRows) * cache.labels.length);
+  x.set(cache.xTrain);
+  y.set(cache.yTrain);
+  if (cache.xTest !== undefined && cache.yTest !== undefined) {
+    x.set(cache.xTest, cache.xTrain.length);
+    y.set(cache.yTest, cache.yTrain.length);
+  }
+  const parts = new Uint8Array(trainRows + testRows).fill(Part.test, trainRows);
+  return {
+    x,
+    dim: cache.dim,
+    y,
+    labels: cache.labels,
+    sources: new Array<Source | undefined>(trainRows + testRows).fill(undefined),
+    parts,
+    source: `birdnet-cache:${basename(path)}`,
+  };
+}
+
+/** Appends a test set's rows, re-ordering its label columns to the training class list. */
+function appendTest(data: Encoded, test: Encoded, path: string): void {
+  if (test.dim !== data.dim) {
+    throw new Error(`${path}: test embeddings have ${test.dim} values, training has ${data.dim}`);
+  }
+  const k = data.labels.length;
+  const map = test.labels.map((label) => {
+    const i = data.labels.indexOf(label);
+    if (i < 0) throw new Error(`${path}: test label "${label}" is not a training class`);
+    return i;
+  });
+  const rows = test.x.length / test.dim;
+  const y = new Float32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    map.forEach((c, j) => (y[r * k + c] = test.y[r * test.labels.length + j]));
+  }
+  const before = data.x.length / data.dim;
+  data.x = concat(data.x, test.x);
+  data.y = concat(data.y, y);
+  data.sources = [...data.sources, ...test.sources];
+  const parts = new Uint8Array(before + rows).fill(Part.test, before);
+  parts.set(data.parts);
+  data.parts = parts;
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

@@ -1,0 +1,388 @@
+import { readFile } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import * as zlib from 'node:zlib';
+import { unzipSync } from 'fflate';
+import { decodeUtf32le, PickleRefusedError, unpickleStringArray } from './pickle';
+
+/**
+ * The arrays of a BirdNET-Analyzer training cache, as float32 and row-major.
+ *
+ * Flags stored beside them (`binary_classification`, `multi_label`) are not read: the labels and
+ * the values of `yTrain` say the same.
+ */
+export interface TrainingCache {
+  /** `[rowsTrain, dim]` float32 embeddings. */
+  xTrain: Float32Array;
+  /** `[rowsTrain, classes]` float32, values -1 / 0 / 1 as stored. */
+  yTrain: Float32Array;
+  /** `[rowsTest, dim]` float32; only when the cache holds a non-empty test set (2.x). */
+  xTest?: Float32Array;
+  /** `[rowsTest, classes]` float32; present exactly when `xTest` is. */
+  yTest?: Float32Array;
+  /** Values per embedding. */
+  dim: number;
+  /** Class names in model output order, as stored in the cache. */
+  labels: string[];
+}
+
+/** One `.npy` member of the archive, its payload not yet converted. */
+interface NpyArray {
+  /** Member name without `.npy`, e.g. `x_train`. */
+  readonly field: string;
+  readonly kind: string;
+  /** Bytes per item. */
+  readonly size: number;
+  readonly descr: string;
+  readonly shape: readonly number[];
+  readonly count: number;
+  readonly data: Uint8Array;
+}
+
+interface Matrix {
+  readonly values: Float32Array;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+const FIELDS = ['x_train', 'y_train', 'x_test', 'y_test', 'labels'] as const;
+type Field = (typeof FIELDS)[number];
+
+const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+
+const NUMERIC_SIZES: Readonly<Record<string, readonly number[]>> = {
+  f: [4, 8],
+  i: [1, 2, 4, 8],
+  u: [1, 2, 4, 8],
+  b: [1],
+};
+
+/**
+ * Reads a training cache written by BirdNET-Analyzer: 2.x (`np.savez`, test arrays, labels as a
+ * pickled object array or plain strings) or 1.5 (`np.savez_compressed`, string labels, no test
+ * arrays).
+ *
+ * Pickled labels go through a restricted reader that accepts an array of strings and nothing that
+ * could run code; numbers of any float, int or bool dtype become float32.
+ *
+ * @param path the `.npz` file
+ * @throws Error naming the file and the array at fault, and what was expected
+ */
+export async function readTrainingCache(path: string): Promise<TrainingCache> {
+  const arrays = readArchive(await readFile(path), path);
+  const fail = (message: string): Error => new Error(`training cache ${path}: ${message}`);
+  const required = (field: Field, what: string): NpyArray => {
+    const array = arrays.get(field);
+    if (array === undefined) throw fail(`${field} is missing; expected ${what}`);
+    return array;
+  };
+
+  const labels = readLabels(required('labels', 'the class names'), path, fail);
+  const xTrain = matrix(required('x_train', 'a [rows, dim] array of embeddings'), fail);
+  const yTrain = labelMatrix(required('y_train', 'a [rows, classes] array'), labels.length, fail);
+  if (xTrain.rows === 0) throw fail('x_train has no rows; expected at least one embedding');
+  if (xTrain.cols === 0) throw fail('x_train has rows of 0 values; expected embeddings');
+  checkPair(xTrain, yTrain, 'x_train', 'y_train', labels.length, fail);
+
+  const test = readTestSet(arrays, xTrain.cols, labels.length, fail);
+  return { xTrain: xTrain.values, yTrain: yTrain.values, ...test, dim: xTrain.cols, labels };
+}
+
+/** `x_test` and `y_test` when both hold rows; 2.x writes them empty when there is no test set. */
+function readTestSet(
+  arrays: Map<Field, NpyArray>,
+  dim: number,
+  classes: number,
+  fail: Fail,
+): Pick<TrainingCache, 'xTest' | 'yTest'> {
+  const xArray = arrays.get('x_test');
+  const yArray = arrays.get('y_test');
+  const hasX = xArray !== undefined && xArray.count > 0;
+  const hasY = yArray !== undefined && yArray.count > 0;
+  if (!hasX && !hasY) return {};
+  if (!hasX || !hasY) {
+    const [present, absent] = hasX ? ['x_test', 'y_test'] : ['y_test', 'x_test'];
+    throw fail(`${present} holds values but ${absent} is missing or empty; expected both or none`);
+  }
+
+  const xTest = matrix(xArray, fail);
+  const yTest = labelMatrix(yArray, classes, fail);
+  if (xTest.cols !== dim) {
+    throw fail(`x_test has ${xTest.cols} values per row but x_train has ${dim}`);
+  }
+  checkPair(xTest, yTest, 'x_test', 'y_test', classes, fail);
+  return { xTest: xTest.values, yTest: yTest.values };
+}
+
+type Fail = (message: string) => Error;
+
+/** Unzips the `.npy` members this reader needs (stored or deflated) and parses their headers. */
+function readArchive(bytes: Uint8Array, path: string): Map<Field, NpyArray> {
+  const wanted = new Set<string>(FIELDS.map((field) => `${field}.npy`));
+  let members: Record<string, Uint8Array>;
+  let checksums: Map<string, number>;
+  try {
+    members = unzipSync(bytes, { filter: (file) => wanted.has(file.name) });
+    // fflate does not check CRC-32, and a flipped byte in a stored member reads as a plausible
+    // embedding value; numpy would refuse such a file, so do the same.
+    checksums = centralDirectoryChecksums(bytes);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(`training cache ${path}: not a readable .npz (zip) archive: ${reason}`);
+  }
+
+  const arrays = new Map<Field, NpyArray>();
+  for (const field of FIELDS) {
+    const member = members[`${field}.npy`];
+    if (member === undefined) continue;
+    if (crc32(member) !== checksums.get(`${field}.npy`)) {
+      throw new Error(
+        `training cache ${path}: ${field} fails its CRC-32 check; the archive is corrupt`,
+      );
+    }
+    arrays.set(field, parseNpy(member, field, path));
+  }
+  return arrays;
+}
+
+/**
+ * The CRC-32 the zip's central directory records for each member, by name. Only called on an
+ * archive fflate has already read, so the directory is known to be where its end record says.
+ */
+function centralDirectoryChecksums(bytes: Uint8Array): Map<string, number> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let end = bytes.length - 22;
+  while (end >= 0 && view.getUint32(end, true) !== 0x06054b50) end--;
+  let entries = end >= 0 ? view.getUint16(end + 10, true) : 0;
+  let offset = end >= 0 ? view.getUint32(end + 16, true) : 0;
+  if ((offset === 0xffffffff || entries === 0xffff) && end >= 20) {
+    const zip64End = Number(view.getBigUint64(end - 12, true));
+    entries = Number(view.getBigUint64(zip64End + 32, true));
+    offset = Number(view.getBigUint64(zip64End + 48, true));
+  }
+
+  const names = new TextDecoder();
+  const checksums = new Map<string, number>();
+  for (let i = 0; i < entries && offset + 46 <= bytes.length; i++) {
+    if (view.getUint32(offset, true) !== 0x02014b50) break;
+    const nameLength = view.getUint16(offset + 28, true);
+    const name = names.decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
+    checksums.set(name, view.getUint32(offset + 16, true));
+    offset +=
+      46 + nameLength + view.getUint16(offset + 30, true) + view.getUint16(offset + 32, true);
+  }
+  return checksums;
+}
+
+let crcTable: Uint32Array | undefined;
+
+/** CRC-32 as zip stores it; Node's native one when it has it (20.15 and later). */
+function crc32(bytes: Uint8Array): number {
+  if (typeof zlib.crc32 === 'function') return zlib.crc32(bytes);
+  if (crcTable === undefined) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let crc = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** Parses an `.npy` header (versions 1 to 3) and checks the payload holds every item. */
+function parseNpy(bytes: Uint8Array, field: string, path: string): NpyArray {
+  const fail = (message: string): Error => new Error(`training cache ${path}: ${field} ${message}`);
+  if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw fail('is not a .npy array (its magic bytes are wrong)');
+  }
+
+  const major = bytes[6];
+  if (major < 1 || major > 3) throw fail(`is a .npy of version ${major}; expected 1, 2 or 3`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const start = major === 1 ? 10 : 12;
+  if (bytes.length < start) throw fail('is truncated inside its .npy header');
+  const length = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  if (start + length > bytes.length) throw fail('is truncated inside its .npy header');
+  const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(
+    bytes.subarray(start, start + length),
+  );
+
+  const descr = /'descr'\s*:\s*(['"])(.*?)\1/.exec(header)?.[2];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (descr === undefined) throw fail(`has a dtype this reader does not know: ${header.trim()}`);
+  if (fortran === undefined || shapeText === undefined) {
+    throw fail(`has a .npy header without fortran_order or shape: ${header.trim()}`);
+  }
+  if (fortran === 'True') {
+    throw fail(
+      'is stored in Fortran (column-major) order; expected C order (np.ascontiguousarray)',
+    );
+  }
+
+  const type = /^([<>|=])([a-zA-Z])(\d*)$/.exec(descr);
+  if (type === null) throw fail(`has dtype ${descr}; expected numbers or strings`);
+  const [, order, kind, width] = type;
+  if (order === '>') throw fail(`is big-endian (${descr}); expected little-endian (<)`);
+  if (order === '=' && endianness() !== 'LE') throw fail(`has native-order dtype ${descr}`);
+  const size = kind === 'U' ? Number(width) * 4 : Number(width);
+  if (kind !== 'U' && kind !== 'O' && !NUMERIC_SIZES[kind]?.includes(size)) {
+    throw fail(`has dtype ${descr}; expected a float, int, bool or string dtype`);
+  }
+
+  const shape = shapeText
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '')
+    .map((d) => (/^\d+L?$/.test(d) ? Number.parseInt(d, 10) : NaN));
+  const count = shape.reduce((n, d) => n * d, 1);
+  if (!Number.isSafeInteger(count)) {
+    throw fail(`has a shape this reader cannot use: (${shapeText})`);
+  }
+
+  const data = bytes.subarray(start + length);
+  if (kind !== 'O' && data.length < count * size) {
+    const needed = count * size;
+    throw fail(
+      `is truncated: (${shape.join(', ')}) of ${descr} needs ${needed} bytes, has ${data.length}`,
+    );
+  }
+  return { field, kind, size, descr, shape, count, data };
+}
+
+function readLabels(array: NpyArray, path: string, fail: Fail): string[] {
+  if (array.shape.length !== 1) {
+    throw fail(`labels has shape (${array.shape.join(', ')}); expected a list of class names`);
+  }
+
+  let labels: string[];
+  if (array.kind === 'O') {
+    labels = unpickleStringArray(array.data, `labels from ${path}`);
+    if (labels.length !== array.count) {
+      throw new PickleRefusedError(
+        `refusing to load labels from ${path}: its pickle holds ${labels.length} strings ` +
+          `but its header says ${array.count}`,
+      );
+    }
+  } else if (array.kind === 'U') {
+    labels = [];
+    for (let i = 0; i < array.count; i++) {
+      const label = decodeUtf32le(array.data.subarray(i * array.size, (i + 1) * array.size));
+      if (label === undefined) throw fail(`labels holds text that is not Unicode at index ${i}`);
+      labels.push(label);
+    }
+  } else {
+    throw fail(`labels has dtype ${array.descr}; expected strings (<U or object)`);
+  }
+
+  if (labels.length === 0) throw fail('labels is empty; expected at least one class name');
+  const seen = new Set<string>();
+  labels.forEach((label, i) => {
+    if (label === '') throw fail(`labels has an empty name at index ${i}`);
+    if (seen.has(label)) throw fail(`labels names '${label}' twice`);
+    seen.add(label);
+  });
+  return labels;
+}
+
+/** `[rows, cols]` float32 from any numeric dtype; refuses NaN and infinities. */
+function matrix(array: NpyArray, fail: Fail): Matrix {
+  if (array.shape.length !== 2) {
+    throw fail(`${array.field} has shape (${array.shape.join(', ')}); expected [rows, columns]`);
+  }
+  const [rows, cols] = array.shape;
+  const values = toFloat32(array, fail);
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw fail(
+      `${array.field} holds ${values[bad]} at row ${Math.floor(bad / cols)}, column ${bad % cols}; ` +
+        'expected finite numbers',
+    );
+  }
+  return { values, rows, cols };
+}
+
+/**
+ * A label matrix: `[rows, classes]` with every value in [-1, 1]. A 1-D array is read as one
+ * column when there is a single class, which is how a binary cache may store it.
+ */
+function labelMatrix(array: NpyArray, classes: number, fail: Fail): Matrix {
+  const asColumn = array.shape.length === 1 && classes === 1;
+  const y = matrix(asColumn ? { ...array, shape: [array.shape[0], 1] } : array, fail);
+  const bad = y.values.findIndex((v) => v < -1 || v > 1);
+  if (bad >= 0) {
+    throw fail(
+      `${array.field} holds ${y.values[bad]} at row ${Math.floor(bad / y.cols)}, ` +
+        `column ${bad % y.cols}; expected -1, 0 or 1`,
+    );
+  }
+  return y;
+}
+
+function checkPair(
+  x: Matrix,
+  y: Matrix,
+  xName: string,
+  yName: string,
+  classes: number,
+  fail: Fail,
+) {
+  if (x.rows !== y.rows) {
+    throw fail(
+      `${yName} has ${y.rows} rows but ${xName} has ${x.rows}; expected one per embedding`,
+    );
+  }
+  if (y.cols !== classes) {
+    throw fail(`${yName} has ${y.cols} columns but labels has ${classes}; expected one per class`);
+  }
+}
+
+const littleEndianHost = endianness() === 'LE';
+
+function toFloat32(array: NpyArray, fail: Fail): Float32Array {
+  const { kind, size, count, data } = array;
+  const out = new Float32Array(count);
+  if (kind === 'f' && size === 4 && littleEndianHost) {
+    // A byte copy also aligns the payload, which sits at any offset inside the archive.
+    new Uint8Array(out.buffer).set(data.subarray(0, count * 4));
+    return out;
+  }
+
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const read = reader(view, kind, size);
+  if (read === undefined) {
+    throw fail(`${array.field} has dtype ${array.descr}; expected numbers`);
+  }
+  for (let i = 0; i < count; i++) out[i] = read(i * size);
+  return out;
+}
+
+function reader(view: DataView, kind: string, size: number): ((at: number) => number) | undefined {
+  switch (`${kind}${size}`) {
+    case 'f4':
+      return (at) => view.getFloat32(at, true);
+    case 'f8':
+      return (at) => view.getFloat64(at, true);
+    case 'i1':
+      return (at) => view.getInt8(at);
+    case 'i2':
+      return (at) => view.getInt16(at, true);
+    case 'i4':
+      return (at) => view.getInt32(at, true);
+    case 'i8':
+      return (at) => Number(view.getBigInt64(at, true));
+    case 'u1':
+    case 'b1':
+      return (at) => view.getUint8(at);
+    case 'u2':
+      return (at) => view.getUint16(at, true);
+    case 'u4':
+      return (at) => view.getUint32(at, true);
+    case 'u8':
+      return (at) => Number(view.getBigUint64(at, true));
+    default:
+      return undefined;
+  }
+}

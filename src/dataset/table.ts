@@ -1,0 +1,166 @@
+import { createReadStream } from 'fs';
+import { open } from 'fs/promises';
+import { extname } from 'path';
+import { parse } from 'csv-parse';
+import { Source } from './dataset';
+import { ParsedLabels, parseLabels } from './labels';
+import { FloatRows } from './rows';
+
+export interface TableOptions {
+  /** Column holding each row's label(s). */
+  labelColumn: string;
+  /** Separates several labels in one cell (multi-label). Default `,`. */
+  labelSeparator?: string;
+  /** Column naming each row's recording; rows of one recording stay on one side of the split. */
+  fileColumn?: string;
+  startColumn?: string;
+  endColumn?: string;
+  /** Columns that are neither features nor labels. */
+  ignoreColumns?: readonly string[];
+  /** Field delimiter; default: tab for .tsv/.tab, else the most frequent of , ; tab in the header. */
+  delimiter?: string;
+}
+
+/** Labelled rows read from a file, before any split. */
+export interface RawRows {
+  x: Float32Array;
+  dim: number;
+  labels: ParsedLabels[];
+  sources: (Source | undefined)[];
+  /** Names of the feature columns, or undefined where the format has none. */
+  features?: string[];
+}
+
+/**
+ * Reads a CSV/TSV table of embeddings: one row per sample, one column per feature, a label column.
+ * Every other column is a feature and must hold a number in every row. Spreadsheet habits are
+ * handled (byte-order mark, CRLF); a decimal comma is refused with the line, never read as 0.
+ */
+export async function readTable(path: string, options: TableOptions): Promise<RawRows> {
+  const delimiter = options.delimiter ?? (await sniffDelimiter(path));
+  const parser = createReadStream(path).pipe(
+    parse({ delimiter, bom: true, info: true, relax_column_count: true, trim: true }),
+  );
+
+  let header: string[] | undefined;
+  let layout: Layout | undefined;
+  const x = new FloatRows();
+  const labels: ParsedLabels[] = [];
+  const sources: (Source | undefined)[] = [];
+  try {
+    for await (const { record, info } of parser as AsyncIterable<CsvRecord>) {
+      const line = info.lines;
+      if (header === undefined) {
+        header = record;
+        layout = planColumns(path, header, options);
+        x.setDim(layout.features.length);
+        continue;
+      }
+      if (record.length === 1 && record[0] === '') continue;
+      if (record.length !== header.length) {
+        throw new Error(
+          `${path}: line ${line}: expected ${header.length} fields as in the header, ` +
+            `found ${record.length}`,
+        );
+      }
+      const values = layout!.features.map((c) => parseNumber(record[c], path, line, header![c]));
+      x.push(values);
+      labels.push(parseLabels(record[layout!.label], options.labelSeparator ?? ','));
+      sources.push(sourceOf(layout!, record, path, line, header));
+    }
+  } catch (err) {
+    parser.destroy();
+    const e = err as Error & { code?: string; lines?: number };
+    if (e.code?.startsWith('CSV_'))
+      throw new Error(`${path}: line ${e.lines ?? '?'}: ${e.message}`);
+    throw err;
+  }
+
+  if (header === undefined || labels.length === 0) throw new Error(`${path}: no data rows`);
+  return {
+    x: x.toArray(),
+    dim: layout!.features.length,
+    labels,
+    sources,
+    features: layout!.features.map((c) => header![c]),
+  };
+}
+
+interface CsvRecord {
+  record: string[];
+  info: { lines: number };
+}
+
+interface Layout {
+  label: number;
+  file?: number;
+  start?: number;
+  end?: number;
+  features: number[];
+}
+
+function planColumns(path: string, header: string[], options: TableOptions): Layout {
+  const find = (name: string | undefined, what: string): number | undefined => {
+    if (name === undefined) return undefined;
+    const index = header.indexOf(name);
+    if (index < 0) {
+      throw new Error(
+        `${path}: line 1: no ${what} column "${name}"; the header has ${header.join(', ')}`,
+      );
+    }
+    return index;
+  };
+  const label = find(options.labelColumn, 'label')!;
+  const file = find(options.fileColumn, 'file');
+  const start = find(options.startColumn, 'start');
+  const end = find(options.endColumn, 'end');
+  for (const name of options.ignoreColumns ?? []) find(name, 'ignored');
+  const taken = new Set([label, file, start, end]);
+  const ignored = new Set(options.ignoreColumns ?? []);
+  const features = header.flatMap((name, i) => (taken.has(i) || ignored.has(name) ? [] : [i]));
+  if (features.length === 0) throw new Error(`${path}: line 1: no feature columns left`);
+  return { label, file, start, end, features };
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A finite number from a cell, or an error naming the file, line and column. */
+export function parseNumber(cell: string, path: string, line: number, column: string): number {
+  if (NUMBER.test(cell)) {
+    const value = Number(cell);
+    if (Number.isFinite(value)) return value;
+  }
+  const hint = /^[+-]?\d+,\d+$/.test(cell)
+    ? ' (a decimal comma? write numbers with a decimal point)'
+    : '';
+  throw new Error(
+    `${path}: line ${line}, column "${column}": expected a finite number, found "${cell}"${hint}`,
+  );
+}
+
+function sourceOf(
+  layout: Layout,
+  record: string[],
+  path: string,
+  line: number,
+  header: string[],
+): Source | undefined {
+  if (layout.file === undefined) return undefined;
+  const time = (i: number | undefined) =>
+    i === undefined ? undefined : parseNumber(record[i], path, line, header[i]);
+  return { file: record[layout.file], start: time(layout.start), end: time(layout.end) };
+}
+
+async function sniffDelimiter(path: string): Promise<string> {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.tsv' || ext === '.tab') return '\t';
+  const handle = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, 0);
+    const firstLine = buffer.subarray(0, bytesRead).toString('utf8').split(/\r?\n/)[0];
+    const count = (d: string) => firstLine.split(d).length - 1;
+    return [',', ';', '\t'].reduce((best, d) => (count(d) > count(best) ? d : best), ',');
+  } finally {
+    await handle.close();
+  }
+}

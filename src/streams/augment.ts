@@ -1,0 +1,38 @@
+import { OperatorFunction, map } from 'rxjs';
+import {
+  UpsamplingMode,
+  mixup as mixRows,
+  smoothLabels,
+  upsample as upsampleRows,
+} from '../augment';
+import { DataSet } from '../dataset/dataset';
+import { Random } from '../random';
+
+/**
+ * Raises every class of the train part to `ratio` times the largest one; ratio 0 passes the data
+ * set through. Draws from the data set's seed, so a seed repeats a run.
+ *
+ *     ---A---B--|     ->     ---A'---B'--|
+ */
+export function upsample(options: {
+  ratio: number;
+  mode?: UpsamplingMode;
+}): OperatorFunction<DataSet, DataSet> {
+  return map((data) =>
+    options.ratio > 0
+      ? upsampleRows(data, { ...options, random: new Random(data.seed).derive('upsample') })
+      : data,
+  );
+}
+
+/** Blends a quarter of the labelled train rows with others (mixup) when `enabled`. */
+export function mixup(enabled: boolean): OperatorFunction<DataSet, DataSet> {
+  return map((data) =>
+    enabled ? mixRows(data, { random: new Random(data.seed).derive('mixup') }) : data,
+  );
+}
+
+/** Smooths the train labels with `alpha` when `enabled`. */
+export function smooth(enabled: boolean, alpha = 0.1): OperatorFunction<DataSet, DataSet> {
+  return map((data) => (enabled ? smoothLabels(data, { alpha }) : data));
+}

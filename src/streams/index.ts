@@ -1,0 +1,5 @@
+export * from './load';
+export * from './augment';
+export * from './train';
+export * from './evaluate';
+export * from './save';

@@ -1,0 +1,63 @@
+import { OperatorFunction, concatMap, from, map } from 'rxjs';
+import { DataSet, summarize } from '../dataset/dataset';
+import { PACKAGE } from '../package-info';
+import { Provenance, saveModelDirectory } from '../store/model-directory';
+import { backendName } from '../train/backend';
+import { TrainResult } from '../train/trainer';
+import { EvaluatedEvent, Evaluation } from './evaluate';
+
+export type SavedEvent =
+  | Exclude<EvaluatedEvent, { type: 'result' }>
+  | {
+      type: 'result';
+      result: TrainResult;
+      data: DataSet;
+      evaluation: Evaluation;
+      /** Where the model directory was written. */
+      dir: string;
+      provenance: Provenance;
+    };
+
+/**
+ * Saves each evaluated result as a model directory at `dir` (written aside, then renamed into
+ * place). `hyperparameters` are every setting of the run, written as `Parameter,Value` rows.
+ *
+ *     ---e-e-R--|     ->     ---e-e-----S--|
+ */
+export function save(
+  dir: string,
+  hyperparameters: Readonly<Record<string, string | number | boolean>>,
+): OperatorFunction<EvaluatedEvent, SavedEvent> {
+  return concatMap((event) => {
+    if (event.type !== 'result') return [event];
+    const provenance = provenanceOf(event.result, event.data, event.evaluation);
+    const record = {
+      model: event.result.model,
+      labels: event.data.labels,
+      hyperparameters,
+      samples: summarize(event.data),
+      history: event.result.history,
+      evaluation: event.evaluation.reports,
+      provenance,
+    };
+    return from(saveModelDirectory(dir, record)).pipe(
+      map((): SavedEvent => ({ ...event, dir, provenance })),
+    );
+  });
+}
+
+function provenanceOf(result: TrainResult, data: DataSet, evaluation: Evaluation): Provenance {
+  return {
+    package: PACKAGE.name,
+    packageVersion: PACKAGE.version,
+    backend: backendName(),
+    createdAt: new Date().toISOString(),
+    embedding: { ...data.embedding, dim: data.dim },
+    seed: data.seed,
+    labels: [...data.labels],
+    thresholds: evaluation.thresholds,
+    preprocessing: 'none',
+    stopReason: result.stopReason,
+    bestEpoch: result.bestEpoch,
+  };
+}
