@@ -42,7 +42,7 @@ export async function loadDataSet(path: string, options: LoadOptions = {}): Prom
   const data = await readLabelled(path, options);
 
   if (options.testData !== undefined) {
-    const test = await readLabelled(options.testData, options);
+    const test = await readLabelled(options.testData, options, data.labels);
     appendTest(data, test, options.testData);
   }
 
@@ -53,11 +53,21 @@ export async function loadDataSet(path: string, options: LoadOptions = {}): Prom
   return createDataSet({ ...data, parts, embedding: { source: data.source }, seed });
 }
 
-async function readLabelled(path: string, options: LoadOptions): Promise<Encoded> {
+/**
+ * @param classes the training class list, when reading a test set: its rows are encoded against
+ *   it, so a test set may hold fewer classes than training (even one) without being refused
+ */
+async function readLabelled(
+  path: string,
+  options: LoadOptions,
+  classes?: readonly string[],
+): Promise<Encoded> {
   const info = await stat(path).catch(() => {
     throw new Error(`${path}: no such file or folder`);
   });
-  if (info.isDirectory()) return encode(await readEmbeddingsFolder(path), path, 'embeddings');
+  if (info.isDirectory()) {
+    return encode(await readEmbeddingsFolder(path), path, 'embeddings', classes);
+  }
 
   const ext = extname(path).toLowerCase();
   if (ext === '.npz') return readCache(path);
@@ -65,7 +75,7 @@ async function readLabelled(path: string, options: LoadOptions): Promise<Encoded
     if (options.labelColumn === undefined) {
       throw new Error(`${path}: a table needs a label column (option label-column)`);
     }
-    return encode(await readTable(path, options as TableOptions), path, 'table');
+    return encode(await readTable(path, options as TableOptions), path, 'table', classes);
   }
   if (isEmbeddingsFile(basename(path))) {
     await readEmbeddingsText(path);
@@ -79,9 +89,16 @@ async function readLabelled(path: string, options: LoadOptions): Promise<Encoded
   );
 }
 
-function encode(raw: RawRows, path: string, kind: string): Encoded {
-  const labels = classList(raw.labels, path);
+function encode(raw: RawRows, path: string, kind: string, classes?: readonly string[]): Encoded {
+  const labels = classes === undefined ? classList(raw.labels, path) : [...classes];
   const index = new Map(labels.map((l, i) => [l, i]));
+  for (const label of raw.labels.flatMap((p) => [...p.positives, ...p.negatives])) {
+    if (!index.has(label)) {
+      throw new Error(
+        `${path}: test label "${label}" is not a training class (${labels.join(', ')})`,
+      );
+    }
+  }
   const y = new Float32Array(raw.labels.length * labels.length);
   raw.labels.forEach((parsed, r) => encodeLabels(parsed, index, y, r * labels.length));
   return {

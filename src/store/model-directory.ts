@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'fs/promises';
 import { basename, dirname, join } from 'path';
 import { DataSetSummary, EmbeddingInfo } from '../dataset/dataset';
 import { EvaluationReport } from '../evaluate/metrics';
@@ -54,6 +54,7 @@ export interface ModelRecord {
  */
 export async function saveModelDirectory(dir: string, record: ModelRecord): Promise<void> {
   const parent = dirname(dir);
+  await mkdir(parent, { recursive: true });
   const temp = await mkdtemp(join(parent, `.${basename(dir)}.saving-`));
   try {
     await writeLayersModel(record.model, temp);

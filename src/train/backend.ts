@@ -57,11 +57,14 @@ async function choose(wanted: BackendName | 'auto', log: (line: string) => void)
   throw new Error(`backend: none could be loaded (${reasons.join('; ')})`);
 }
 
+/** npm packages that register each backend; tfjs-node is optional and often absent. */
+const PACKAGES: Record<BackendName, string | undefined> = {
+  tensorflow: '@tensorflow/tfjs-node',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: undefined,
+};
+
 async function load(name: BackendName): Promise<void> {
-  if (name === 'tensorflow') {
-    // Optional dependency: absent wherever its native library could not be downloaded.
-    require('@tensorflow/tfjs-node');
-  } else if (name === 'wasm') {
-    require('@tensorflow/tfjs-backend-wasm');
-  }
+  const pkg = PACKAGES[name];
+  if (pkg !== undefined) await import(pkg);
 }

@@ -1,0 +1,20 @@
+import { existsSync } from 'fs';
+import { join } from 'path';
+
+/** The shared folder of real data beside the checkout, as CI lays it out. */
+export const SHARED_DATA = join(__dirname, '..', '..', 'shared', 'data');
+
+/**
+ * The path of a file of the shared real data. Missing data fails the test in CI, where the data
+ * is always laid out, and skips it elsewhere with the reason printed.
+ */
+export function sharedData(ctx: Mocha.Context, ...parts: string[]): string {
+  const path = join(SHARED_DATA, ...parts);
+  if (existsSync(path)) return path;
+  if (process.env.CI) throw new Error(`${path} is missing; CI must have ../shared/data`);
+  process.stdout.write(`      skipped: ${path} is missing (real data lives in ../shared/data)\n`);
+  ctx.skip();
+}
+
+/** The compiled command line, as `npm test` builds it first. */
+export const CLI = join(__dirname, '..', 'dist', 'src', 'cli.js');
