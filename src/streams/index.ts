@@ -3,3 +3,4 @@ export * from './augment';
 export * from './train';
 export * from './evaluate';
 export * from './save';
+export * from './busy';

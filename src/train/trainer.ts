@@ -95,10 +95,12 @@ export function trainClassifier(
   options: Partial<TrainOptions> = {},
   control: TrainControl = {},
 ): Observable<TrainEvent> {
-  const settings = resolveOptions(options);
   return new Observable<TrainEvent>((subscriber) => {
     const state = { cancelled: false };
-    runTraining(data, settings, control, state, (event) => subscriber.next(event))
+    Promise.resolve()
+      .then(() =>
+        runTraining(data, resolveOptions(options), control, state, (e) => subscriber.next(e)),
+      )
       .then(
         () => subscriber.complete(),
         (err: unknown) => subscriber.error(err),
