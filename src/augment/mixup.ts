@@ -41,9 +41,7 @@ export function mixup(data: DataSet, options: MixupOptions): DataSet {
   const x = new Float32Array(data.x);
   const y = new Float32Array(data.y);
 
-  const pool = rowsOf(data, Part.train).filter((r) =>
-    data.y.subarray(r * classes, (r + 1) * classes).some((v) => v === 1),
-  );
+  const pool = candidates(data);
   const count = Math.trunc(MIXUP_SHARE * pool.length);
   const lambdas = options.random.beta(MIXUP_ALPHA, MIXUP_ALPHA);
 
@@ -67,6 +65,19 @@ export function mixup(data: DataSet, options: MixupOptions): DataSet {
     parts: data.parts.slice(),
     synthetic: data.synthetic.slice(),
   });
+}
+
+/** How many rows {@link mixup} replaces in `data`: trunc(0.25 * candidates). */
+export function mixupCount(data: DataSet): number {
+  return Math.trunc(MIXUP_SHARE * candidates(data).length);
+}
+
+/** Training rows with at least one label equal to 1, in order. */
+function candidates(data: DataSet): number[] {
+  const classes = data.labels.length;
+  return rowsOf(data, Part.train).filter((r) =>
+    data.y.subarray(r * classes, (r + 1) * classes).some((v) => v === 1),
+  );
 }
 
 /** Writes lambda * from[self] + (1 - lambda) * from[other] into row `self` of `into`. */

@@ -8,7 +8,13 @@ import { readTrainingCache } from './npz';
 import { splitParts } from './split';
 import { RawRows, TableOptions, readTable } from './table';
 
+/** How to read a path: `auto` decides from the path (folder, `.npz`, else table). */
+export const DATA_FORMATS = ['auto', 'folder', 'table', 'npz'] as const;
+export type DataFormat = (typeof DATA_FORMATS)[number];
+
 export interface LoadOptions extends Partial<TableOptions> {
+  /** How the data (and the test data) is read; default `auto`. */
+  format?: DataFormat;
   /** Share of each class that goes to validation; default 0.2. 0 = no validation part. */
   validationSplit?: number;
   /** Seed of the split and of every later random choice; default 42. */
@@ -46,6 +52,34 @@ export async function loadDataSet(path: string, options: LoadOptions = {}): Prom
     appendTest(data, test, options.testData);
   }
 
+  return split(data, fraction, seed);
+}
+
+export interface LabelledRowsOptions {
+  /** Share of each class that goes to validation; default 0.2. */
+  validationSplit?: number;
+  /** Seed of the split and of every later random choice; default 42. */
+  seed?: number;
+  /** Names the rows in errors, as a path does for a file. */
+  where: string;
+  /** What produced the embeddings, recorded as provenance. */
+  source: string;
+}
+
+/**
+ * A data set from labelled rows gathered elsewhere (e.g. one message per sample): the class list
+ * from their labels, then the same split as {@link loadDataSet}.
+ */
+export function fromLabelledRows(raw: RawRows, options: LabelledRowsOptions): DataSet {
+  const data = encode(raw, options.where, options.source);
+  return split(
+    data,
+    options.validationSplit ?? DEFAULT_VALIDATION_SPLIT,
+    options.seed ?? DEFAULT_SEED,
+  );
+}
+
+function split(data: Encoded, fraction: number, seed: number): DataSet {
   const parts = splitParts(data.y, data.labels.length, data.sources, data.parts, {
     fraction,
     random: new Random(seed).derive('split'),
@@ -65,17 +99,22 @@ async function readLabelled(
   const info = await stat(path).catch(() => {
     throw new Error(`${path}: no such file or folder`);
   });
+  const format = options.format ?? 'auto';
+  checkFormat(path, format, info.isDirectory());
   if (info.isDirectory()) {
-    return encode(await readEmbeddingsFolder(path), path, 'embeddings', classes);
+    const source = `embeddings:${basename(path)}`;
+    return encode(await readEmbeddingsFolder(path), path, source, classes);
   }
 
   const ext = extname(path).toLowerCase();
-  if (ext === '.npz') return readCache(path);
-  if (['.csv', '.tsv', '.tab'].includes(ext) || options.labelColumn !== undefined) {
+  if (format === 'npz' || (format === 'auto' && ext === '.npz')) return readCache(path);
+  const table = format === 'table' || ['.csv', '.tsv', '.tab'].includes(ext);
+  if (table || options.labelColumn !== undefined) {
     if (options.labelColumn === undefined) {
       throw new Error(`${path}: a table needs a label column (option label-column)`);
     }
-    return encode(await readTable(path, options as TableOptions), path, 'table', classes);
+    const source = `table:${basename(path)}`;
+    return encode(await readTable(path, options as TableOptions), path, source, classes);
   }
   if (isEmbeddingsFile(basename(path))) {
     await readEmbeddingsText(path);
@@ -89,7 +128,25 @@ async function readLabelled(
   );
 }
 
-function encode(raw: RawRows, path: string, kind: string, classes?: readonly string[]): Encoded {
+/** What each format expects to find at the path, as errors say it. */
+const FORMAT_EXPECTS: Record<Exclude<DataFormat, 'auto'>, string> = {
+  folder: 'a folder of class folders',
+  table: 'a table',
+  npz: 'an .npz file',
+};
+
+function checkFormat(path: string, format: string, isFolder: boolean): void {
+  if (!(DATA_FORMATS as readonly string[]).includes(format)) {
+    throw new Error(`${path}: format: expected one of ${DATA_FORMATS.join(', ')}, got "${format}"`);
+  }
+  if (format === 'auto' || (format === 'folder') === isFolder) return;
+  throw new Error(
+    `${path}: format "${format}" expects ${FORMAT_EXPECTS[format as keyof typeof FORMAT_EXPECTS]}, ` +
+      `found a ${isFolder ? 'folder' : 'file'}`,
+  );
+}
+
+function encode(raw: RawRows, path: string, source: string, classes?: readonly string[]): Encoded {
   const labels = classes === undefined ? classList(raw.labels, path) : [...classes];
   const index = new Map(labels.map((l, i) => [l, i]));
   for (const label of raw.labels.flatMap((p) => [...p.positives, ...p.negatives])) {
@@ -108,7 +165,7 @@ function encode(raw: RawRows, path: string, kind: string, classes?: readonly str
     labels,
     sources: raw.sources,
     parts: new Uint8Array(raw.labels.length),
-    source: `${kind}:${basename(path)}`,
+    source,
   };
 }
 

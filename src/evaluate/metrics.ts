@@ -449,18 +449,20 @@ function macroRow(perClass: readonly ClassMetrics[]): ClassMetrics {
 }
 
 /**
- * Share of single-label rows (exactly one entry equal to 1) whose highest score is that class;
- * on equal highest scores the first column wins. Rows with several 1s, with none (empty, negative
- * samples, smoothed labels) are skipped because "the top class" has no single right answer there.
+ * For each single-label row (exactly one entry equal to 1): its class and its highest-scoring
+ * class; on equal highest scores the first column wins. Rows with several 1s or with none (empty,
+ * negative samples, smoothed labels) are skipped: "the top class" has no single right answer there.
+ *
+ * @param y `[rows, classes]` row-major labels.
+ * @param scores `[rows, classes]` row-major scores.
  */
-function topOneAccuracy(
-  y: Float32Array,
-  scores: Float32Array,
+export function topOnePairs(
+  y: ArrayLike<number>,
+  scores: ArrayLike<number>,
   rows: number,
   classes: number,
-): number | undefined {
-  let counted = 0;
-  let correct = 0;
+): { truth: number; top: number }[] {
+  const pairs: { truth: number; top: number }[] = [];
   for (let r = 0; r < rows; r++) {
     const base = r * classes;
     let truth = -1;
@@ -473,12 +475,21 @@ function topOneAccuracy(
       }
       if (scores[base + c] > scores[base + top]) top = c;
     }
-    if (ones !== 1) continue;
-    counted++;
-    if (top === truth) correct++;
+    if (ones === 1) pairs.push({ truth, top });
   }
+  return pairs;
+}
 
-  return counted === 0 ? undefined : correct / counted;
+/** Share of {@link topOnePairs} whose top class is the true one; undefined without such rows. */
+function topOneAccuracy(
+  y: Float32Array,
+  scores: Float32Array,
+  rows: number,
+  classes: number,
+): number | undefined {
+  const pairs = topOnePairs(y, scores, rows, classes);
+  const correct = pairs.filter((p) => p.top === p.truth).length;
+  return pairs.length === 0 ? undefined : correct / pairs.length;
 }
 
 function checkLengths(labels: ArrayLike<number>, scores: ArrayLike<number>): void {

@@ -50,9 +50,14 @@ export interface ModelRecord {
  * of every evaluated part as JSON, and `provenance.json`.
  *
  * Everything is written into a temporary sibling and renamed into place, so a failed save never
- * leaves half a model and never replaces a good one.
+ * leaves half a model and never replaces a good one. When `signal` is aborted before the rename,
+ * the temporary folder is removed, `dir` is left as it was and the promise rejects.
  */
-export async function saveModelDirectory(dir: string, record: ModelRecord): Promise<void> {
+export async function saveModelDirectory(
+  dir: string,
+  record: ModelRecord,
+  options: { signal?: AbortSignal } = {},
+): Promise<void> {
   const parent = dirname(dir);
   await mkdir(parent, { recursive: true });
   const temp = await mkdtemp(join(parent, `.${basename(dir)}.saving-`));
@@ -69,7 +74,7 @@ export async function saveModelDirectory(dir: string, record: ModelRecord): Prom
     );
     await writeFile(join(temp, EVALUATION_JSON), JSON.stringify(Object.fromEntries(json), null, 2));
     await writeFile(join(temp, PROVENANCE_FILE), JSON.stringify(record.provenance, null, 2));
-    await replaceDirectory(temp, dir);
+    await replaceDirectory(temp, dir, options.signal);
   } catch (err) {
     await rm(temp, { recursive: true, force: true });
     throw err;
@@ -77,11 +82,14 @@ export async function saveModelDirectory(dir: string, record: ModelRecord): Prom
 }
 
 /** Moves `temp` to `dir`; an existing `dir` is moved aside first and removed only afterwards. */
-async function replaceDirectory(temp: string, dir: string): Promise<void> {
+async function replaceDirectory(temp: string, dir: string, signal?: AbortSignal): Promise<void> {
   const exists = await stat(dir).then(
     () => true,
     () => false,
   );
+  // The last moment a cancelled save can still leave `dir` untouched: no await from here on
+  // until the first rename has been issued.
+  signal?.throwIfAborted();
   if (!exists) {
     await rename(temp, dir);
     return;

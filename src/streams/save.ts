@@ -1,4 +1,4 @@
-import { OperatorFunction, concatMap, from, map } from 'rxjs';
+import { Observable, OperatorFunction, concatMap } from 'rxjs';
 import { DataSet, summarize } from '../dataset/dataset';
 import { PACKAGE } from '../package-info';
 import { Provenance, saveModelDirectory } from '../store/model-directory';
@@ -21,6 +21,7 @@ export type SavedEvent =
 /**
  * Saves each evaluated result as a model directory at `dir` (written aside, then renamed into
  * place). `hyperparameters` are every setting of the run, written as `Parameter,Value` rows.
+ * Unsubscribing before the rename leaves `dir` as it was.
  *
  *     ---e-e-R--|     ->     ---e-e-----S--|
  */
@@ -40,9 +41,17 @@ export function save(
       evaluation: event.evaluation.reports,
       provenance,
     };
-    return from(saveModelDirectory(dir, record)).pipe(
-      map((): SavedEvent => ({ ...event, dir, provenance })),
-    );
+    return new Observable<SavedEvent>((subscriber) => {
+      const abort = new AbortController();
+      saveModelDirectory(dir, record, { signal: abort.signal }).then(
+        () => {
+          subscriber.next({ ...event, dir, provenance });
+          subscriber.complete();
+        },
+        (err: unknown) => subscriber.error(err),
+      );
+      return () => abort.abort();
+    });
   });
 }
 

@@ -1,0 +1,303 @@
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import { Subject } from 'rxjs';
+import { Source } from '../../src/dataset/dataset';
+import {
+  Embeddings,
+  PredictReply,
+  PredictRequest,
+  Predictor,
+  ThresholdMode,
+  labelsAbove,
+  loadPredictor,
+  predict,
+  thresholdsFor,
+} from '../../src/streams/predict';
+import {
+  Send,
+  backendFor,
+  dataSetFrom,
+  numberSetting,
+  onInput,
+  resolvePath,
+  status,
+} from '../shared/runtime';
+
+interface PredictConfig extends NodeDef {
+  modelDir: string;
+  modelDirType: string;
+  thresholdMode: string;
+  threshold: string | number;
+  maxLabels: string | number;
+}
+
+/** Settings once checked. */
+interface Settings {
+  mode: ThresholdMode;
+  threshold: number;
+  maxLabels: number;
+}
+
+/** What a request carries through the predictor and back. */
+interface Job {
+  settle: (err?: Error) => void;
+  /** Sends the messages of scored rows. */
+  emit?: (predictor: Predictor, scores: Float32Array) => void;
+}
+
+/** Embeddings read from a message, with where each row came from. */
+interface Rows extends Embeddings {
+  sources: (Source | undefined)[] | undefined;
+}
+
+export = function (RED: NodeAPI) {
+  function PredictNode(this: Node, config: PredictConfig) {
+    RED.nodes.createNode(this, config);
+    setUp(this, config);
+  }
+
+  function setUp(node: Node, config: PredictConfig): void {
+    let settings: Settings | Error;
+    try {
+      settings = readSettings(config);
+    } catch (err) {
+      // Every message then fails with the reason, so a Catch node sees it too.
+      settings = err as Error;
+      node.status(status.failed(err));
+      node.error(settings.message);
+    }
+
+    const requests = new Subject<PredictRequest<Job>>();
+    let released: () => void = () => undefined;
+    const allReleased = new Promise<void>((resolve) => (released = resolve));
+    const subscription = requests
+      .pipe(
+        predict<Job>({
+          load: async (dir) => {
+            await backendFor(node);
+            return loadPredictor(dir);
+          },
+          onReleased: () => released(),
+        }),
+      )
+      .subscribe((reply) => answer(reply));
+
+    // The directory most recently asked for, so a message naming the same one does not reload it.
+    let requestedDir: string | undefined;
+
+    function answer(reply: PredictReply<Job>): void {
+      if (reply.type === 'failed') {
+        reply.context.settle(reply.error);
+        return;
+      }
+      if (reply.type === 'loaded') {
+        const { labels, dim, dir } = reply.predictor;
+        node.log(`model loaded: ${dir} (${labels.length} labels, ${dim} values per embedding)`);
+        node.status(status.done(`${labels.length} labels`));
+      } else {
+        try {
+          reply.context.emit?.(reply.predictor, reply.scores);
+        } catch (err) {
+          // Thrown here, it would escape the stream and the runtime; the message's done gets it.
+          reply.context.settle(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+      }
+      reply.context.settle();
+    }
+
+    function load(dir: string): Promise<void> {
+      requestedDir = dir;
+      node.status(status.working('loading'));
+      return new Promise((resolve, reject) => {
+        const settle = (err?: Error) => {
+          if (err === undefined) return resolve();
+          // A later message naming the same directory tries again.
+          if (requestedDir === dir) requestedDir = undefined;
+          reject(err);
+        };
+        requests.next({ type: 'load', dir, context: { settle } });
+      });
+    }
+
+    function modelDirOf(msg: NodeMessage): string | undefined {
+      const value: unknown = RED.util.evaluateNodeProperty(
+        config.modelDir ?? '',
+        config.modelDirType || 'str',
+        node,
+        msg,
+      );
+      if (value === undefined || value === null || value === '') return undefined;
+      if (typeof value !== 'string') {
+        throw new Error(`model directory: expected a path, got ${typeof value}`);
+      }
+      return resolvePath(RED, node, value);
+    }
+
+    if (config.modelDirType !== 'msg' && !(settings instanceof Error)) {
+      const dir = modelDirOf({});
+      if (dir === undefined) node.status(status.idle('no model'));
+      else {
+        load(dir).catch((err: Error) => {
+          node.status(status.failed(err));
+          node.error(`model directory ${dir}: ${err.message}`);
+        });
+      }
+    }
+
+    onInput(node, async (msg, send) => {
+      if (settings instanceof Error) throw settings;
+      const s = settings;
+
+      const trained = trainerModelDir(msg.payload);
+      if (trained !== undefined) {
+        await load(resolvePath(RED, node, trained));
+        return;
+      }
+
+      const rows = rowsFrom(msg);
+      let expectedDir: string | undefined;
+      if (config.modelDirType === 'msg') {
+        expectedDir = modelDirOf(msg);
+        if (expectedDir === undefined) {
+          throw new Error(`msg.${config.modelDir}: expected the path of a model directory`);
+        }
+        if (expectedDir !== requestedDir) void load(expectedDir).catch(() => undefined);
+      }
+
+      await new Promise<void>((resolve, reject) => {
+        const settle = (err?: Error) => (err === undefined ? resolve() : reject(err));
+        const emit = (predictor: Predictor, scores: Float32Array) =>
+          sendScores(msg, send, rows, predictor, scores, s);
+        requests.next({
+          type: 'score',
+          embeddings: rows,
+          where: 'msg.payload',
+          dir: expectedDir,
+          context: { settle, emit },
+        });
+      });
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      subscription.unsubscribe();
+      void allReleased.then(() => done());
+    });
+  }
+
+  RED.nodes.registerType('classifier-predict', PredictNode);
+};
+
+function readSettings(config: PredictConfig): Settings {
+  const mode = config.thresholdMode || 'f1';
+  if (mode !== 'f1' && mode !== 'fixed') {
+    throw new Error(`threshold mode: expected f1 or fixed, got "${mode}"`);
+  }
+  const threshold = numberSetting(
+    config.threshold ?? 0.5,
+    'threshold',
+    (v) => v >= 0 && v <= 1,
+    'a number from 0 to 1',
+  );
+  const maxLabels = numberSetting(
+    config.maxLabels ?? 0,
+    'max labels',
+    (v) => Number.isInteger(v) && v >= 0,
+    'a whole number >= 0 (0: all)',
+  );
+  return { mode, threshold, maxLabels };
+}
+
+/** The model directory of a trainer result message, or undefined for any other payload. */
+function trainerModelDir(payload: unknown): string | undefined {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return undefined;
+  if (ArrayBuffer.isView(payload)) return undefined;
+  const dir = (payload as { modelDir?: unknown }).modelDir;
+  return typeof dir === 'string' && dir !== '' ? dir : undefined;
+}
+
+/**
+ * One embedding (number[] or a typed array), several (an array of them), or a data set, as
+ * `[rows, dim]` float32 rows.
+ */
+function rowsFrom(msg: NodeMessageInFlow): Rows {
+  const payload = msg.payload;
+  const expected =
+    'expected an embedding (number[] or Float32Array), several (number[][]) or a data set';
+  if (isNumbers(payload)) {
+    const x = toFloat32(payload, 'msg.payload');
+    return { x, rows: 1, dim: x.length, sources: undefined };
+  }
+  if (Array.isArray(payload) && payload.length > 0 && payload.every(isNumbers)) {
+    const dim = payload[0].length;
+    const x = new Float32Array(payload.length * dim);
+    payload.forEach((row, r) => {
+      if (row.length !== dim) {
+        throw new Error(
+          `msg.payload[${r}]: ${row.length} values, but msg.payload[0] has ${dim}; ` +
+            'every embedding must have the same length',
+        );
+      }
+      x.set(toFloat32(row, `msg.payload[${r}]`), r * dim);
+    });
+    return { x, rows: payload.length, dim, sources: undefined };
+  }
+  if (payload !== null && typeof payload === 'object' && !Array.isArray(payload)) {
+    const data = dataSetFrom(payload);
+    return { x: data.x, rows: data.rows, dim: data.dim, sources: [...data.sources] };
+  }
+  const got = Array.isArray(payload) ? 'an array of something else' : typeof payload;
+  throw new Error(`msg.payload: ${expected}, got ${payload === null ? 'null' : got}`);
+}
+
+type Numbers = ArrayLike<number>;
+
+function isNumbers(value: unknown): value is Numbers {
+  if (ArrayBuffer.isView(value)) return !(value instanceof DataView);
+  return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'number');
+}
+
+function toFloat32(values: Numbers, where: string): Float32Array {
+  if (values.length === 0) throw new Error(`${where}: the embedding is empty`);
+  const x = Float32Array.from(values);
+  const bad = x.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new Error(`${where}[${bad}]: expected a finite number, got ${values[bad]}`);
+  return x;
+}
+
+/** One message per scored row, in the shared output format. */
+function sendScores(
+  msg: NodeMessageInFlow,
+  send: Send,
+  rows: Rows,
+  predictor: Predictor,
+  scores: Float32Array,
+  settings: Settings,
+): void {
+  const { labels } = predictor;
+  const k = labels.length;
+  const thresholds = thresholdsFor(predictor, settings.mode, settings.threshold);
+  const model = { dir: predictor.dir, labels: [...labels] };
+  const rest: NodeMessage = { ...msg };
+  delete rest.payload;
+  const perRowSource = Array.isArray(msg.source) && msg.source.length === rows.rows;
+
+  const out: NodeMessage[] = [];
+  for (let r = 0; r < rows.rows; r++) {
+    const row = scores.subarray(r * k, (r + 1) * k);
+    const source =
+      rows.sources !== undefined
+        ? rows.sources[r]
+        : perRowSource
+          ? (msg.source as unknown[])[r]
+          : msg.source;
+    out.push({
+      ...rest,
+      payload: labelsAbove(row, labels, thresholds, settings.maxLabels),
+      scores: Object.fromEntries(labels.map((label, c) => [label, row[c]])),
+      source,
+      model,
+      ...(rows.rows > 1 ? { row: r } : {}),
+    });
+  }
+  send(out.length === 1 ? out[0] : [out]);
+}
