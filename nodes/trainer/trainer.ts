@@ -59,16 +59,6 @@ interface TrainerSettings {
 /** Where models go when the settings name no folder: inside the Node-RED user directory. */
 const DEFAULT_MODEL_DIR = 'custom-classifier/model';
 
-/** Settings of the nodes before the trainer: the data set does not carry them. */
-const UPSTREAM_SETTINGS = [
-  'Validation split',
-  'Upsampling ratio',
-  'Upsampling mode',
-  'Use mixup',
-  'Use label smoothing',
-  'Label smoothing alpha',
-];
-
 /** Why an input got no result although nothing failed. */
 type EndReason = DropReason | 'cancelled' | 'closed';
 
@@ -379,8 +369,9 @@ function modelDirOf(RED: NodeAPI, node: Node, config: TrainerConfig, msg: NodeMe
 }
 
 /**
- * The run's settings as `Parameter,Value` rows: the trainer's own and the data set's seed. The
- * split and augmentation settings of the nodes before it are unknown here and left out.
+ * The run's settings as `Parameter,Value` rows: the trainer's own, then what the data set records
+ * of the stages before it (split, upsampling, mixup, smoothing); a stage left out of the flow
+ * keeps its "off" default.
  */
 function hyperparametersOf(
   options: TrainOptions,
@@ -388,8 +379,9 @@ function hyperparametersOf(
   backend: string,
 ): Record<string, string | number | boolean> {
   const table = settingsTable({ ...DEFAULT_SETTINGS, ...options, seed: data.seed }, backend);
-  for (const key of UPSTREAM_SETTINGS) delete table[key];
-  return table;
+  // A data set made outside the loader carries no split: leave it out rather than guess.
+  if (!('Validation split' in data.settings)) delete table['Validation split'];
+  return { ...table, ...data.settings };
 }
 
 /** Output 1's payload: everything about the saved model that a message may carry (no tensors). */

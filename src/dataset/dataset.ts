@@ -42,6 +42,11 @@ export interface DataSet {
   readonly embedding: EmbeddingInfo;
   /** Seed of the split; later stages derive their own random streams from it. */
   readonly seed: number;
+  /**
+   * Settings of the stages that made this data set, named as in `hyperparameters.csv`
+   * (e.g. `Validation split`, `Upsampling ratio`), so a model records how its data was prepared.
+   */
+  readonly settings: Readonly<Record<string, string | number | boolean>>;
 }
 
 export interface DataSetInit {
@@ -54,6 +59,7 @@ export interface DataSetInit {
   synthetic?: Uint8Array;
   embedding?: EmbeddingInfo;
   seed?: number;
+  settings?: Readonly<Record<string, string | number | boolean>>;
 }
 
 /** Builds a data set and checks that its arrays agree in size. */
@@ -91,7 +97,16 @@ export function createDataSet(init: DataSetInit): DataSet {
     synthetic,
     embedding: init.embedding ?? { source: 'unknown' },
     seed: init.seed ?? 0,
+    settings: Object.freeze({ ...init.settings }),
   });
+}
+
+/** The same data set, recording further stage settings. */
+export function withSettings(
+  data: DataSet,
+  settings: Readonly<Record<string, string | number | boolean>>,
+): DataSet {
+  return Object.freeze({ ...data, settings: Object.freeze({ ...data.settings, ...settings }) });
 }
 
 /** Row indices of one part, in order. */

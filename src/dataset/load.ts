@@ -84,7 +84,13 @@ function split(data: Encoded, fraction: number, seed: number): DataSet {
     fraction,
     random: new Random(seed).derive('split'),
   });
-  return createDataSet({ ...data, parts, embedding: { source: data.source }, seed });
+  return createDataSet({
+    ...data,
+    parts,
+    embedding: { source: data.source },
+    seed,
+    settings: { 'Validation split': fraction, Seed: seed },
+  });
 }
 
 /**

@@ -5,7 +5,7 @@ import {
   smoothLabels,
   upsample as upsampleRows,
 } from '../augment';
-import { DataSet } from '../dataset/dataset';
+import { DataSet, withSettings } from '../dataset/dataset';
 import { Random } from '../random';
 
 /**
@@ -18,21 +18,36 @@ export function upsample(options: {
   ratio: number;
   mode?: UpsamplingMode;
 }): OperatorFunction<DataSet, DataSet> {
+  const settings = {
+    'Upsampling ratio': options.ratio,
+    'Upsampling mode': options.mode ?? 'repeat',
+  };
   return map((data) =>
-    options.ratio > 0
-      ? upsampleRows(data, { ...options, random: new Random(data.seed).derive('upsample') })
-      : data,
+    withSettings(
+      options.ratio > 0
+        ? upsampleRows(data, { ...options, random: new Random(data.seed).derive('upsample') })
+        : data,
+      settings,
+    ),
   );
 }
 
 /** Blends a quarter of the labelled train rows with others (mixup) when `enabled`. */
 export function mixup(enabled: boolean): OperatorFunction<DataSet, DataSet> {
   return map((data) =>
-    enabled ? mixRows(data, { random: new Random(data.seed).derive('mixup') }) : data,
+    withSettings(
+      enabled ? mixRows(data, { random: new Random(data.seed).derive('mixup') }) : data,
+      { 'Use mixup': enabled },
+    ),
   );
 }
 
 /** Smooths the train labels with `alpha` when `enabled`. */
 export function smooth(enabled: boolean, alpha = 0.1): OperatorFunction<DataSet, DataSet> {
-  return map((data) => (enabled ? smoothLabels(data, { alpha }) : data));
+  return map((data) =>
+    withSettings(enabled ? smoothLabels(data, { alpha }) : data, {
+      'Use label smoothing': enabled,
+      'Label smoothing alpha': alpha,
+    }),
+  );
 }

@@ -313,6 +313,16 @@ describe('classifier stage nodes', function () {
         ['mixed 3825'],
         ['smoothed'],
       ]);
+      // Each stage records its settings on the data set, for the model's hyperparameters.
+      expect(data.settings).to.deep.equal({
+        'Validation split': 0.2,
+        Seed: 1,
+        'Upsampling ratio': 0.5,
+        'Upsampling mode': 'repeat',
+        'Use mixup': true,
+        'Use label smoothing': true,
+        'Label smoothing alpha': 0.1,
+      });
     });
   });
 });

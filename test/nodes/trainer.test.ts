@@ -199,7 +199,8 @@ describe('classifier-trainer node', function () {
       Seed: 7,
     });
     expect(p.hyperparameters).to.not.have.property('Validation split');
-    expect(p.hyperparameters).to.not.have.property('Upsampling ratio');
+    // No stage before the trainer: none of them is recorded as on.
+    expect(p.hyperparameters).to.include({ 'Upsampling ratio': 0, 'Use mixup': false });
 
     // Validation rows are r = 0, 5, ..., 295: 60 rows, of class r % 3.
     const validation = Array.from({ length: 60 }, (_, i) => 5 * i);
