@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
-import { Subscription, lastValueFrom, of, tap } from 'rxjs';
+import { of, tap } from 'rxjs';
 import { UPSAMPLING_MODES } from './augment/upsample';
 import { DataSet, summarize } from './dataset/dataset';
 import { LoadOptions, loadDataSet } from './dataset/load';
@@ -11,7 +11,7 @@ import { evaluate as evaluateScores } from './evaluate/metrics';
 import { formatReportTable, reportToCsv } from './evaluate/report';
 import { PACKAGE } from './package-info';
 import { DEFAULT_SETTINGS, RunSettings, settingsTable } from './settings';
-import { loadModelDirectory } from './store/model-directory';
+import { checkModelTarget, loadModelDirectory } from './store/model-directory';
 import { evaluate, load, mixup, save, smooth, train, upsample } from './streams';
 import { SavedEvent } from './streams/save';
 import { BACKENDS, initBackend } from './train/backend';
@@ -240,6 +240,7 @@ function describe(data: DataSet): string {
 export async function runTrain(a: TrainArgs): Promise<SavedResult> {
   const backend = await initBackend({ prefer: a.backend, log });
   const s = settingsOf(a);
+  await checkModelTarget(a.out);
   const bar = !a.quiet && process.stderr.isTTY ? progressBar(s.epochs) : undefined;
   let saved: SavedResult | undefined;
   const run$ = of(a.data).pipe(
@@ -267,16 +268,19 @@ export async function runTrain(a: TrainArgs): Promise<SavedResult> {
     }),
   );
 
-  const sub = new Subscription();
-  const interrupted = new Promise<never>((_, reject) => {
-    process.once('SIGINT', () => {
-      sub.unsubscribe();
-      reject(new Error('interrupted: training cancelled, nothing saved'));
-    });
-  });
+  let onInterrupt: () => void = () => undefined;
   try {
-    await Promise.race([lastValueFrom(run$, { defaultValue: undefined }), interrupted]);
+    await new Promise<void>((resolve, reject) => {
+      const subscription = run$.subscribe({ error: reject, complete: resolve });
+      onInterrupt = () => {
+        // Cancels the run: the trainer stops at the next batch; nothing has been saved yet.
+        subscription.unsubscribe();
+        reject(new Error('interrupted: training cancelled, nothing saved'));
+      };
+      process.on('SIGINT', onInterrupt);
+    });
   } finally {
+    process.removeListener('SIGINT', onInterrupt);
     bar?.stop();
     saved?.result.model.dispose();
   }
@@ -345,7 +349,11 @@ async function runEvaluate(a: EvaluateArgs): Promise<void> {
   await initBackend({ prefer: a.backend, log });
   const saved = await loadModelDirectory(a.model);
   try {
-    const data = await loadDataSet(a.data, { ...loadOptions(a), validationSplit: 0 });
+    const data = await loadDataSet(a.data, {
+      ...loadOptions(a),
+      validationSplit: 0,
+      classes: saved.labels,
+    });
     if (data.dim !== saved.dim) {
       throw new Error(
         `${a.data}: embeddings have ${data.dim} values, the model takes ${saved.dim}`,

@@ -1,6 +1,15 @@
 import { expect } from 'chai';
-import { execFile } from 'child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
+import { execFile, spawn } from 'child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { promisify } from 'util';
@@ -135,5 +144,63 @@ describe('command line', () => {
     expect(failed.stderr).to.include(`${bad}: line 3: expected 3 fields as in the header, found 2`);
     expect(readFileSync(join(out, 'weights.bin')).equals(before)).to.equal(true);
     expect(readdirSync(dir).filter((name) => name.includes('saving'))).to.deep.equal([]);
+  });
+
+  it('should refuse to replace a folder or file that holds no model', async () => {
+    const notes = join(dir, 'notes');
+    mkdirSync(notes);
+    writeFileSync(join(notes, 'thesis.txt'), 'precious');
+    const folder = await cli('train', '--data', data, '--out', notes, '--epochs', '1');
+    expect(folder.code).to.equal(1);
+    expect(folder.stderr).to.include('holds no model');
+    expect(readFileSync(join(notes, 'thesis.txt'), 'utf8')).to.equal('precious');
+
+    const file = join(dir, 'notes.txt');
+    writeFileSync(file, 'precious');
+    const plain = await cli('train', '--data', data, '--out', file, '--epochs', '1');
+    expect(plain.code).to.equal(1);
+    expect(plain.stderr).to.include('is not a folder');
+    expect(readFileSync(file, 'utf8')).to.equal('precious');
+  });
+
+  it('should stop on Ctrl-C and leave the saved model as it was', async () => {
+    const out = join(dir, 'interrupted');
+    expect((await cli('train', '--data', data, '--out', out, '--epochs', '1')).code).to.equal(0);
+    const before = readFileSync(join(out, 'weights.bin'));
+
+    const child = spawn(process.execPath, [
+      CLI,
+      'train',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--epochs',
+      '100000',
+      '--batch-size',
+      '1',
+    ]);
+    let stderr = '';
+    let sent = false;
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (!sent && stderr.includes('epoch 1/')) sent = child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).to.equal(1);
+    expect(stderr).to.include('interrupted: training cancelled, nothing saved');
+    expect(readFileSync(join(out, 'weights.bin')).equals(before)).to.equal(true);
+  });
+
+  it('should evaluate a model on data that holds only some of its classes', async () => {
+    const out = join(dir, 'for one class');
+    expect((await cli('train', '--data', data, '--out', out, '--epochs', '2')).code).to.equal(0);
+    const one = join(dir, 'one class');
+    const name = readdirSync(data).filter((f) => f !== 'Noise')[0];
+    cpSync(join(data, name), join(one, name), { recursive: true });
+    const evaluated = await cli('evaluate', '--model', out, '--data', one);
+    expect(evaluated.code, evaluated.stderr).to.equal(0);
+    // One folder of 10 recordings x 4 segments.
+    expect(evaluated.stdout).to.include('40 rows');
   });
 });

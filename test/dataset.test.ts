@@ -1,5 +1,13 @@
 import { expect } from 'chai';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { mixup, smoothLabels, upsample } from '../src/augment';
@@ -365,6 +373,29 @@ describe('dataset', () => {
   });
 
   describe('training folder conventions', () => {
+    it('should read a linked class folder as a class folder', async () => {
+      const elsewhere = join(dir, 'elsewhere', 'Turdus');
+      write(dir, {
+        'train/Sitta/s.txt': embeddings([[1, 0.5]]),
+        'train/Noise/n.txt': embeddings([[2, 0.5]]),
+        'elsewhere/Turdus/t.txt': embeddings([[3, 0.5]]),
+      });
+      symlinkSync(elsewhere, join(dir, 'train', 'Turdus'), 'dir');
+      const data = await loadDataSet(join(dir, 'train'), { validationSplit: 0 });
+      expect(data.labels).to.deep.equal(['Sitta', 'Turdus']);
+      expect(rowX(data, 2)).to.deep.equal([3, 0.5]);
+    });
+
+    it('should refuse a label with a line break, which labels.txt could not hold', async () => {
+      const csv = join(dir, 'newline.csv');
+      writeFileSync(csv, 'label,f1\n"Turdus merula\nmale",1\nSitta,2\n');
+      let error: Error | undefined;
+      await loadDataSet(csv, { labelColumn: 'label' }).catch((e: Error) => (error = e));
+      expect(error?.message).to.include(
+        `${csv}: label "Turdus merula\\nmale" contains a line break`,
+      );
+    });
+
     it('should read labels from folder names, negatives, non-events and skip hidden entries', async () => {
       write(dir, {
         'Sitta/s.txt': embeddings([[1, 0.5]]),
@@ -645,7 +676,7 @@ describe('dataset', () => {
         }),
       );
 
-      expect(err.message).to.include('test.csv').and.include('test label "Z"');
+      expect(err.message).to.include('test.csv').and.include('label "Z" is not a training class');
       expect(err.message).to.include('not a training class');
     });
   });

@@ -266,20 +266,30 @@ describe('metrics', () => {
     });
 
     it('should name the class in a warning', () => {
-      expect(report.warnings).to.have.length(2);
+      expect(report.warnings).to.have.length(3);
       expect(report.warnings[0]).to.match(/^class "C" has no positive rows/);
       expect(report.warnings[0]).to.include('average precision');
       expect(report.warnings[1]).to.match(/^class "D" has no negative rows/);
+      expect(report.warnings[2]).to.include('averages over the 3 of 4 classes');
     });
 
-    it('should still count it in the rates at 0.5', () => {
-      // C: 0.6 >= 0.5 with label 0 -> fp 1, tn 2; precision, recall and F1 are all 0.
-      // Macro precision = (P_A + P_B + 0 + P_D) / 4 with P_A = 2/3 (0.5, 0.9, 0.5 all predicted,
-      // two positive), P_B = 1/1, P_D = 3/3 -> 2.666667 / 4 = 0.666667.
+    it('should leave it out of every column of the macro row', () => {
+      // C: 0.6 >= 0.5 with label 0 -> fp 1, tn 2 in its own row.
+      // Macro precision = (P_A + P_B + P_D) / 3 with P_A = 2/3 (0.5, 0.9, 0.5 all predicted,
+      // two positive), P_B = 1/1, P_D = 3/3 -> 2.666667 / 3 = 0.888889; the counts sum A, B, D:
+      // A tp 2 fp 1, B tp 1 tn 2, D tp 3 -> tp 6, fp 1, tn 2, fn 0.
       const c = report.classes[2];
       expect([c.samples, c.tp, c.fp, c.tn, c.fn]).to.deep.equal([0, 0, 1, 2, 0]);
-      expect(report.macro.precision).to.be.closeTo(0.666667, EPS);
+      expect(report.macro.precision).to.be.closeTo(0.888889, EPS);
+      const m = report.macro;
+      expect([m.samples, m.tp, m.fp, m.tn, m.fn]).to.deep.equal([6, 6, 1, 2, 0]);
       expect(report.top1).to.equal(undefined);
+    });
+
+    it('should give no top-1 accuracy for a single class', () => {
+      const one = evaluate(new Float32Array([1, 0]), new Float32Array([0.9, 0.2]), 2, ['A']);
+      expect(one.top1).to.equal(undefined);
+      expect(one.macro.averagePrecision).to.equal(1);
     });
 
     it('should give undefined macro AP and AUC for no rows', () => {

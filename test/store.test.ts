@@ -181,12 +181,13 @@ describe('model directory', () => {
         'Parameter,Value\nepochs,5\nlearning rate,0.01\nupsampling mode,repeat\n',
       );
 
-      // 20 train, 5 validation, 5 test rows with a 1 per class.
+      // 20 train, 5 validation, 5 test rows with a 1 per class, none upsampled.
       const samples = (await readFile(join(dir, 'samples.csv'), 'utf8')).split('\n');
-      expect(samples.slice(1, 4)).to.deep.equal([
-        'wren,20,5,5',
-        'blackbird,20,5,5',
-        'robin,20,5,5',
+      expect(samples.slice(0, 4)).to.deep.equal([
+        'Label,Train,Validation,Test,Upsampled',
+        'wren,20,5,5,0',
+        'blackbird,20,5,5,0',
+        'robin,20,5,5,0',
       ]);
 
       const history = (await readFile(join(dir, 'history.csv'), 'utf8')).trimEnd().split('\n');

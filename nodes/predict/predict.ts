@@ -223,6 +223,9 @@ function rowsFrom(msg: NodeMessageInFlow): Rows {
   const payload = msg.payload;
   const expected =
     'expected an embedding (number[] or Float32Array), several (number[][]) or a data set';
+  if (Buffer.isBuffer(payload)) {
+    throw new Error(`msg.payload: ${expected}, got bytes (a Buffer): parse them first`);
+  }
   if (isNumbers(payload)) {
     const x = toFloat32(payload, 'msg.payload');
     return { x, rows: 1, dim: x.length, sources: undefined };
@@ -252,6 +255,8 @@ function rowsFrom(msg: NodeMessageInFlow): Rows {
 type Numbers = ArrayLike<number>;
 
 function isNumbers(value: unknown): value is Numbers {
+  // Bytes (an MQTT or file payload) are not an embedding: read them with a JSON or CSV node.
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return false;
   if (ArrayBuffer.isView(value)) return !(value instanceof DataView);
   return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'number');
 }

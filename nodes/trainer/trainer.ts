@@ -13,6 +13,7 @@ import {
   tap,
 } from 'rxjs';
 import { DataSet } from '../../src/dataset/dataset';
+import { checkModelTarget } from '../../src/store/model-directory';
 import { EvaluationReport } from '../../src/evaluate/metrics';
 import { reportToJson } from '../../src/evaluate/report';
 import { DEFAULT_SETTINGS, settingsTable } from '../../src/settings';
@@ -240,6 +241,7 @@ export = function (RED: NodeAPI) {
       const data = dataSetFrom(msg.payload);
       const backend = await backendFor(node);
       const modelDir = modelDirOf(RED, node, config, msg);
+      await checkModelTarget(modelDir);
       const job = new Job(
         msg,
         (out) => closing || send(out),

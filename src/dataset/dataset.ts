@@ -136,25 +136,36 @@ export function selectRows(data: DataSet, indices: readonly number[]): DataSet {
   });
 }
 
-/** Row counts per part and, for the train part, rows with a 1 per class. */
+/** A label counts a row as a sample of its class from this value up (smoothed 1 is 0.9). */
+export const POSITIVE_LABEL = 0.5;
+
+/** Row counts per part, and per class the rows that are samples of it. */
 export interface DataSetSummary {
   rows: number;
   dim: number;
   classes: number;
   parts: Record<(typeof PART_NAMES)[number], number>;
-  /** Rows whose label is exactly 1, per class, per part. */
-  perClass: Record<string, Record<(typeof PART_NAMES)[number], number>>;
+  /**
+   * Per class: loaded rows whose label is at least {@link POSITIVE_LABEL}, per part, and the
+   * synthetic (upsampled) training rows of the class.
+   */
+  perClass: Record<string, Record<(typeof PART_NAMES)[number] | 'synthetic', number>>;
 }
 
 export function summarize(data: DataSet): DataSetSummary {
   const k = data.labels.length;
   const parts = { train: 0, validation: 0, test: 0 };
   const perClass: DataSetSummary['perClass'] = {};
-  for (const label of data.labels) perClass[label] = { train: 0, validation: 0, test: 0 };
+  for (const label of data.labels) {
+    perClass[label] = { train: 0, validation: 0, test: 0, synthetic: 0 };
+  }
   for (let r = 0; r < data.rows; r++) {
     const part = PART_NAMES[data.parts[r]];
     parts[part]++;
-    for (let c = 0; c < k; c++) if (data.y[r * k + c] === 1) perClass[data.labels[c]][part]++;
+    const column = data.synthetic[r] === 1 ? 'synthetic' : part;
+    for (let c = 0; c < k; c++) {
+      if (data.y[r * k + c] >= POSITIVE_LABEL) perClass[data.labels[c]][column]++;
+    }
   }
   return { rows: data.rows, dim: data.dim, classes: k, parts, perClass };
 }

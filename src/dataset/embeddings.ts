@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'fs/promises';
+import { readdir, readFile, stat } from 'fs/promises';
 import { join } from 'path';
 import { Source } from './dataset';
 import { parseLabels } from './labels';
@@ -61,10 +61,16 @@ export function isEmbeddingsFile(name: string): boolean {
  * non-events), each holding embeddings files. Sources are recorded relative to `root`.
  */
 export async function readEmbeddingsFolder(root: string): Promise<RawRows> {
-  const folders = (await readdir(root, { withFileTypes: true }))
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
+  const entries = await readdir(root, { withFileTypes: true });
+  // A linked class folder counts as a folder, as it does in a file manager.
+  const isFolder = async (e: (typeof entries)[number]) =>
+    e.isDirectory() ||
+    (e.isSymbolicLink() && (await stat(join(root, e.name)).catch(() => undefined))?.isDirectory());
+  const folders: string[] = [];
+  for (const e of entries) {
+    if (!e.name.startsWith('.') && (await isFolder(e))) folders.push(e.name);
+  }
+  folders.sort();
   if (folders.length === 0) throw new Error(`${root}: no class folders`);
 
   const rows = new FloatRows();

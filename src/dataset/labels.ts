@@ -52,6 +52,14 @@ export function classList(parsed: readonly ParsedLabels[], where: string): strin
       }
     }
   }
+  for (const label of positives) {
+    if (/[\r\n]/.test(label)) {
+      throw new Error(
+        `${where}: label ${JSON.stringify(label)} contains a line break; labels.txt holds one ` +
+          `label per line, so a label must fit on one line`,
+      );
+    }
+  }
   const classes = [...positives].sort();
   if (classes.length === 0) {
     throw new Error(`${where}: no class found; every label is a non-event or negative label`);

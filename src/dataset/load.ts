@@ -21,6 +21,12 @@ export interface LoadOptions extends Partial<TableOptions> {
   seed?: number;
   /** A separate test set, marked test and only ever evaluated. */
   testData?: string;
+  /**
+   * Encode labels against this class list (a saved model's) instead of deriving it from the
+   * data: data for evaluating a model may hold fewer classes, even one; a label outside the list
+   * is an error.
+   */
+  classes?: readonly string[];
 }
 
 export const DEFAULT_SEED = 42;
@@ -45,7 +51,7 @@ interface Encoded {
 export async function loadDataSet(path: string, options: LoadOptions = {}): Promise<DataSet> {
   const seed = options.seed ?? DEFAULT_SEED;
   const fraction = options.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
-  const data = await readLabelled(path, options);
+  const data = await readLabelled(path, options, options.classes);
 
   if (options.testData !== undefined) {
     const test = await readLabelled(options.testData, options, data.labels);
@@ -158,7 +164,7 @@ function encode(raw: RawRows, path: string, source: string, classes?: readonly s
   for (const label of raw.labels.flatMap((p) => [...p.positives, ...p.negatives])) {
     if (!index.has(label)) {
       throw new Error(
-        `${path}: test label "${label}" is not a training class (${labels.join(', ')})`,
+        `${path}: label "${label}" is not a training class of the model (${labels.join(', ')})`,
       );
     }
   }

@@ -208,11 +208,20 @@ export function evaluate(
     };
   });
 
+  // Every column of the macro row averages over the same classes: those with positive rows.
+  const scored = perClass.filter((m) => m.samples > 0);
+  if (scored.length > 0 && scored.length < classes) {
+    warnings.push(
+      `the macro row averages over the ${scored.length} of ${classes} classes that have ` +
+        `positive rows in the evaluation data`,
+    );
+  }
   return {
-    macro: macroRow(perClass),
+    macro: macroRow(scored.length > 0 ? scored : perClass),
     classes: perClass,
     rows,
-    top1: topOneAccuracy(y, scores, rows, classes),
+    // With one class the top class is always right: the figure would say nothing.
+    top1: classes > 1 ? topOneAccuracy(y, scores, rows, classes) : undefined,
     warnings,
   };
 }

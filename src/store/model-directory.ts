@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'fs/promises';
 import { basename, dirname, join } from 'path';
 import { DataSetSummary, EmbeddingInfo } from '../dataset/dataset';
 import { EvaluationReport } from '../evaluate/metrics';
 import { reportToCsv, reportToJson } from '../evaluate/report';
 import { EpochStats } from '../train/trainer';
-import { readLayersModel, writeLayersModel } from './model-files';
+import { MODEL_JSON, readLayersModel, writeLayersModel } from './model-files';
 
 export const LABELS_FILE = 'labels.txt';
 export const HYPERPARAMETERS_FILE = 'hyperparameters.csv';
@@ -58,10 +58,13 @@ export async function saveModelDirectory(
   record: ModelRecord,
   options: { signal?: AbortSignal } = {},
 ): Promise<void> {
+  await checkModelTarget(dir);
   const parent = dirname(dir);
   await mkdir(parent, { recursive: true });
   const temp = await mkdtemp(join(parent, `.${basename(dir)}.saving-`));
   try {
+    // mkdtemp makes a private folder; a model folder is as readable as any other the user makes.
+    await chmod(temp, 0o777 & ~process.umask());
     await writeLayersModel(record.model, temp);
     await writeFile(join(temp, LABELS_FILE), record.labels.join('\n') + '\n');
     await writeFile(join(temp, HYPERPARAMETERS_FILE), toParameterCsv(record.hyperparameters));
@@ -78,6 +81,25 @@ export async function saveModelDirectory(
   } catch (err) {
     await rm(temp, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * Refuses to save over anything but an earlier model: `dir` may be missing, an empty folder, or a
+ * folder holding `model.json` and `labels.txt`. A mistyped output path must never delete files.
+ */
+export async function checkModelTarget(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (info === undefined) return;
+  if (!info.isDirectory()) {
+    throw new Error(`${dir}: exists and is not a folder; refusing to replace it with a model`);
+  }
+  const entries = await readdir(dir);
+  if (entries.length > 0 && !(entries.includes(MODEL_JSON) && entries.includes(LABELS_FILE))) {
+    throw new Error(
+      `${dir}: the folder is not empty and holds no model (no ${MODEL_JSON} and ${LABELS_FILE}); ` +
+        `refusing to replace it: choose another model directory`,
+    );
   }
 }
 
@@ -144,9 +166,9 @@ function toParameterCsv(parameters: Readonly<Record<string, string | number | bo
 
 function toSamplesCsv(summary: DataSetSummary): string {
   const rows = Object.entries(summary.perClass).map(
-    ([label, n]) => `${csvCell(label)},${n.train},${n.validation},${n.test}`,
+    ([label, n]) => `${csvCell(label)},${n.train},${n.validation},${n.test},${n.synthetic}`,
   );
-  return ['Label,Train,Validation,Test', ...rows].join('\n') + '\n';
+  return ['Label,Train,Validation,Test,Upsampled', ...rows].join('\n') + '\n';
 }
 
 function toHistoryCsv(history: readonly EpochStats[]): string {

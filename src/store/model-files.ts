@@ -40,7 +40,13 @@ interface ModelJson {
 /** Reads a layers model written by {@link writeLayersModel} (or by tfjs-node's file handler). */
 export async function readLayersModel(dir: string): Promise<tf.LayersModel> {
   const path = join(dir, MODEL_JSON);
-  const json = JSON.parse(await readFile(path, 'utf8')) as ModelJson;
+  const text = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+    throw new Error(
+      `${dir}: not a model directory (no ${MODEL_JSON}); train a model into it first`,
+    );
+  });
+  const json = JSON.parse(text) as ModelJson;
   if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
     throw new Error(`${path}: not a TF.js layers model (no modelTopology or weightsManifest)`);
   }

@@ -120,9 +120,9 @@ describe('classifier-loader node', function () {
       expect([data.rows, data.dim, data.seed]).to.deep.equal([16, 2, 3]);
       expect(summary.parts).to.deep.equal({ train: 13, validation: 3, test: 0 });
       expect(summary.perClass).to.deep.equal({
-        A: { train: 8, validation: 2, test: 0 },
-        B: { train: 4, validation: 1, test: 0 },
-        C: { train: 1, validation: 0, test: 0 },
+        A: { train: 8, validation: 2, test: 0, synthetic: 0 },
+        B: { train: 4, validation: 1, test: 0, synthetic: 0 },
+        C: { train: 1, validation: 0, test: 0, synthetic: 0 },
       });
       expect(msg.topic).to.equal('frogs');
       expect(texts).to.deep.equal(['loading', '16 x 3']);
@@ -311,8 +311,8 @@ describe('classifier-loader node', function () {
       expect(rowX(data, 7)).to.deep.equal([7, 14, 1]);
       expect(data.sources[7]).to.deep.equal({ file: 'rec7.wav', start: 0, end: 3 });
       expect((msg.summary as DataSetSummary).perClass).to.deep.equal({
-        A: { train: 4, validation: 2, test: 0 },
-        B: { train: 3, validation: 1, test: 0 },
+        A: { train: 4, validation: 2, test: 0, synthetic: 0 },
+        B: { train: 3, validation: 1, test: 0, synthetic: 0 },
       });
       expect(msg.topic).to.equal('batch');
       expect(msg).not.to.have.property('complete');

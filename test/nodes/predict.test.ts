@@ -62,7 +62,9 @@ async function linearModelDir(
     stopReason: 'test',
     bestEpoch: 1,
   };
-  const perClass = Object.fromEntries(labels.map((l) => [l, { train: 0, validation: 0, test: 0 }]));
+  const perClass = Object.fromEntries(
+    labels.map((l) => [l, { train: 0, validation: 0, test: 0, synthetic: 0 }]),
+  );
   await saveModelDirectory(dir, {
     model,
     labels,
@@ -242,7 +244,9 @@ describe('classifier-predict node', function () {
     helper.getNode('p').receive({ payload: [1, 2, 3, 4] } as NodeMessage);
     helper.getNode('p').receive({ payload: 'not numbers' } as NodeMessage);
     helper.getNode('p').receive({ payload: [[1, 2, 3], [1]] } as NodeMessage);
-    await until(() => caught.length === 3, 'three errors');
+    // Three bytes, as an MQTT message delivers them: not an embedding of three values.
+    helper.getNode('p').receive({ payload: Buffer.from([1, 2, 3]) } as NodeMessage);
+    await until(() => caught.length === 4, 'four errors');
 
     // The malformed payloads fail at once; the dimension error once the model has loaded.
     const messages = caught.map((m) => (m.error as { message: string }).message);
@@ -254,6 +258,7 @@ describe('classifier-predict node', function () {
     expect(messages).to.satisfy((all: string[]) =>
       all.some((m) => /msg\.payload\[1\]: 1 values, but msg\.payload\[0\] has 3/.test(m)),
     );
+    expect(messages.some((m) => /got bytes \(a Buffer\)/.test(m))).to.equal(true);
     expect(out).to.have.length(0);
   });
 

@@ -89,8 +89,9 @@ async function run(stage: { type: string; [setting: string]: unknown }, msg: Nod
   return { out, data: out.payload as DataSet, summary: out.summary as DataSetSummary, texts };
 }
 
+/** Rows of each class in the training part: loaded plus upsampled. */
 function trainClassCounts(summary: DataSetSummary): number[] {
-  return Object.values(summary.perClass).map((c) => c.train);
+  return Object.values(summary.perClass).map((c) => c.train + c.synthetic);
 }
 
 /** The rows of one part, as lists of x and y values. */
@@ -247,7 +248,8 @@ describe('classifier stage nodes', function () {
         expect(row, `row ${r}`).to.deep.equal(expected);
       }
       expect(Array.from(data.x)).to.deep.equal(Array.from(input.x));
-      expect(trainClassCounts(summary)).to.deep.equal([0, 0, 0]);
+      // A smoothed 0.9 still marks a sample of its class: the counts stay 100, 10, 10.
+      expect(trainClassCounts(summary)).to.deep.equal([100, 10, 10]);
       expect(texts).to.deep.equal(['smoothed']);
 
       const direct = await lastValueFrom(of(input).pipe(smooth(true, 0.1)));
@@ -306,7 +308,11 @@ describe('classifier stage nodes', function () {
       ]);
       expect(summary.parts).to.deep.equal({ train: 15301, validation: 1443, test: 0 });
       expect(Object.values(summary.perClass).map((c) => c.validation)).to.deep.equal(validation);
-      expect(trainClassCounts(summary)).to.deep.equal(new Array(10).fill(0));
+      const k = data.labels.length;
+      const trainOnes = Array.from(data.parts).filter(
+        (p, r) => p === Part.train && data.y.subarray(r * k, (r + 1) * k).includes(1),
+      );
+      expect(trainOnes).to.have.length(0);
       expect(texts).to.deep.equal([
         ['loading', '7195 x 10'],
         ['16744 rows (+9549)'],
