@@ -181,14 +181,14 @@ function appendRows(data: DataSet, recipes: Recipes): DataSet {
   x.set(data.x);
   y.set(data.y);
 
+  const source = data.x;
   for (let i = 0; i < added; i++) {
     const a = recipes.first[i];
     const b = recipes.second[i];
     const w = recipes.weight[i];
     const row = rows + i;
-    for (let d = 0; d < dim; d++) {
-      x[row * dim + d] = w * data.x[a * dim + d] + (1 - w) * data.x[b * dim + d];
-    }
+    const [to, fromA, fromB] = [row * dim, a * dim, b * dim];
+    for (let d = 0; d < dim; d++) x[to + d] = w * source[fromA + d] + (1 - w) * source[fromB + d];
     y.set(data.y.subarray(a * classes, (a + 1) * classes), row * classes);
   }
 

@@ -3,17 +3,11 @@
  * curves per class and a confusion matrix. Each is a Vega-Lite chart, compiled by Vega and
  * rendered headless (no canvas, no browser); every value is inline, so nothing is ever loaded.
  */
-import { pathToFileURL } from 'url';
 import type { Loader, View } from 'vega';
 import type { TopLevelSpec } from 'vega-lite/build/index';
+import { importEsm } from '../esm';
 import type { EpochStats } from '../train/trainer';
 import { topOnePairs } from './metrics';
-
-// Vega and Vega-Lite are ES modules only. TypeScript compiles `import()` to `require()` for
-// CommonJS output, which cannot load them, so the import is built at run time instead. The file
-// URL is resolved here because an import built this way resolves bare names from the working
-// directory, not from this package.
-const importEsm = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
 
 type VegaModule = typeof import('vega');
 // Type-only: Vega-Lite's types sit behind its `exports` map, which our module resolution skips.
@@ -21,11 +15,11 @@ type VegaLiteModule = typeof import('vega-lite/build/index');
 
 let libraries: Promise<[VegaModule, VegaLiteModule]> | undefined;
 
+// Vega and Vega-Lite are ES modules only.
 function loadLibraries(): Promise<[VegaModule, VegaLiteModule]> {
-  const load = (name: string) => importEsm(pathToFileURL(require.resolve(name)).href);
   libraries ??= Promise.all([
-    load('vega') as Promise<VegaModule>,
-    load('vega-lite') as Promise<VegaLiteModule>,
+    importEsm<VegaModule>('vega'),
+    importEsm<VegaLiteModule>('vega-lite'),
   ]).catch((err: unknown) => {
     libraries = undefined;
     throw err;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { WASM_MATMUL_ENV, installWasmMatMul } from './wasm-matmul';
 
 /** TF.js backends this package can run on, fastest first. */
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -16,6 +17,10 @@ let chosen: Promise<BackendName> | undefined;
  * Picks the TF.js backend once per process: tfjs-node ('tensorflow') when it is installed and
  * loads, otherwise WebAssembly, otherwise plain JavaScript. `CUSTOM_CLASSIFIER_BACKEND` in the
  * environment forces one, as does `prefer`.
+ *
+ * On WebAssembly the matrix product kernel is replaced by one that keeps backpropagation on the
+ * fast XNNPACK path (see {@link installWasmMatMul}), which makes training several times faster;
+ * `CUSTOM_CLASSIFIER_WASM_MATMUL=stock` in the environment keeps the backend's own kernel.
  */
 export function initBackend(options: BackendOptions = {}): Promise<BackendName> {
   const wanted = options.prefer ?? process.env.CUSTOM_CLASSIFIER_BACKEND ?? 'auto';
@@ -46,6 +51,7 @@ async function choose(wanted: BackendName | 'auto', log: (line: string) => void)
       await load(name);
       if (await tf.setBackend(name)) {
         await tf.ready();
+        if (name === 'wasm' && process.env[WASM_MATMUL_ENV] !== 'stock') installWasmMatMul();
         log(`TF.js backend: ${name}`);
         return name;
       }

@@ -86,7 +86,8 @@ export function predictScores(
     const end = Math.min(rows, start + chunk);
     const scores = tf.tidy(() => {
       const input = tf.tensor2d(x.subarray(start * dim, end * dim), [end - start, dim]);
-      return model.predict(input) as tf.Tensor;
+      // One batch per chunk: predict's default of 32 rows would slice the chunk into copies.
+      return model.predict(input, { batchSize: end - start }) as tf.Tensor;
     });
     out.set(scores.dataSync(), start * classes);
     scores.dispose();

@@ -3,9 +3,9 @@ import { Observable } from 'rxjs';
 import { DataSet, Part, rowsOf } from '../dataset/dataset';
 import { macroAuprc, macroAuroc } from '../evaluate/metrics';
 import { Random } from '../random';
-import { AdamW } from './adamw';
 import { EarlyStopping, MIN_DELTA } from './early-stopping';
-import { LossKind, batchLoss, l2Penalty, summedLoss } from './losses';
+import { FusedAdamW } from './fused-adamw';
+import { LossKind, batchLoss, summedLoss } from './losses';
 import { buildClassifier, denseKernels, predictScores, trainingForward } from './model';
 import { learningRateAt, patienceFor } from './schedule';
 
@@ -187,7 +187,11 @@ async function runTraining(
   });
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const kernels = denseKernels(model);
-  const optimizer = new AdamW(variables, { weightDecay: o.weightDecay });
+  const optimizer = new FusedAdamW(variables, {
+    weightDecay: o.weightDecay,
+    l2: o.l2,
+    penalised: kernels,
+  });
   const stopping = new EarlyStopping(patienceFor(o.epochs));
   let best: tf.Tensor[] | undefined;
   const history: EpochStats[] = [];
@@ -205,21 +209,22 @@ async function runTraining(
 
       for (let b = 0; b < order.length; b += o.batchSize) {
         const batch = order.slice(b, b + o.batchSize);
+        let penalty = 0;
         const loss = tf.tidy(() => {
           const x = tf.tensor2d(pick(train.x, batch, data.dim), [batch.length, data.dim]);
           const y = tf.tensor2d(pick(train.y, batch, classes), [batch.length, classes]);
           const { value, grads } = tf.variableGrads(() => {
             const probs = trainingForward(model, x, () => dropoutSeeds.int31());
-            const dataLoss = batchLoss(probs, y, lossOptions);
-            return o.l2 > 0 ? tf.add(dataLoss, l2Penalty(kernels, o.l2)) : dataLoss;
+            return batchLoss(probs, y, lossOptions);
           }, variables);
-          optimizer.apply(
+          // The optimizer adds the L2 penalty's gradient and returns the penalty.
+          penalty = optimizer.apply(
             variables.map((v) => grads[v.name]),
             learningRate,
           );
           return value;
         });
-        lossSum += (await loss.data())[0] * batch.length;
+        lossSum += ((await loss.data())[0] + penalty) * batch.length;
         loss.dispose();
 
         if (state.cancelled || control.stop?.aborted) break;

@@ -1,0 +1,245 @@
+;; Loops that TF.js's WebAssembly backend lacks, in 128-bit WebAssembly SIMD, working in the
+;; backend's own memory (imported) so that tensors are read and written where they lie.
+;; Addresses are byte offsets; every array is float32.
+;;
+;; Assemble with wabt: wat2wasm simd-kernels.wat -o simd-kernels.wasm; the bytes
+;; are kept, base64-encoded, in simd-kernels.ts (test/kernel.test.ts checks that they match).
+(module
+  (import "env" "memory" (memory 1))
+
+  ;; dst[c][r] = src[r][c] for a row-major [rows, cols] src: whole 4 x 4 blocks by lane shuffles,
+  ;; in strips of 8 columns, so that the 8 output rows being written share the L1 cache even when
+  ;; their stride is a power of two (wider strips ran 2 to 4 times slower on 1024 x 512); the
+  ;; remaining rows and columns one value at a time.
+  (func (export "transpose")
+    (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)
+    (local $rows4 i32) (local $cols4 i32) (local $strip i32) (local $stripEnd i32)
+    (local $r i32) (local $c i32) (local $in i32) (local $out i32)
+    (local $rowBytes i32) (local $colBytes i32)
+    (local $p0 v128) (local $p1 v128) (local $p2 v128) (local $p3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $rows4 (i32.and (local.get $rows) (i32.const -4)))
+    (local.set $cols4 (i32.and (local.get $cols) (i32.const -4)))
+    (local.set $rowBytes (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $colBytes (i32.shl (local.get $rows) (i32.const 2)))
+
+    (local.set $strip (i32.const 0))
+    (block $stripsDone
+      (loop $strips
+        (br_if $stripsDone (i32.ge_u (local.get $strip) (local.get $cols4)))
+        (local.set $stripEnd (i32.add (local.get $strip) (i32.const 8)))
+        (if (i32.gt_u (local.get $stripEnd) (local.get $cols4))
+          (then (local.set $stripEnd (local.get $cols4))))
+        (local.set $r (i32.const 0))
+        (block $rowsDone
+          (loop $rowLoop
+            (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows4)))
+            (local.set $c (local.get $strip))
+            (block $colsDone
+              (loop $colLoop
+                (br_if $colsDone (i32.ge_u (local.get $c) (local.get $stripEnd)))
+                ;; in = src + (r * cols + c) * 4
+                (local.set $in
+                  (i32.add (local.get $src)
+                    (i32.shl
+                      (i32.add (i32.mul (local.get $r) (local.get $cols)) (local.get $c))
+                      (i32.const 2))))
+                (local.set $p0 (v128.load align=4 (local.get $in)))
+                (local.set $in (i32.add (local.get $in) (local.get $rowBytes)))
+                (local.set $p1 (v128.load align=4 (local.get $in)))
+                (local.set $in (i32.add (local.get $in) (local.get $rowBytes)))
+                (local.set $p2 (v128.load align=4 (local.get $in)))
+                (local.set $in (i32.add (local.get $in) (local.get $rowBytes)))
+                (local.set $p3 (v128.load align=4 (local.get $in)))
+                ;; pairs of rows interleaved: t0 = p0[0] p1[0] p0[1] p1[1], t1 = p0[2] p1[2] ...
+                (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23
+                  (local.get $p0) (local.get $p1)))
+                (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31
+                  (local.get $p0) (local.get $p1)))
+                (local.set $t2 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23
+                  (local.get $p2) (local.get $p3)))
+                (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31
+                  (local.get $p2) (local.get $p3)))
+                ;; out = dst + (c * rows + r) * 4; column c + j of the block is output row c + j
+                (local.set $out
+                  (i32.add (local.get $dst)
+                    (i32.shl
+                      (i32.add (i32.mul (local.get $c) (local.get $rows)) (local.get $r))
+                      (i32.const 2))))
+                (v128.store align=4 (local.get $out)
+                  (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+                    (local.get $t0) (local.get $t2)))
+                (local.set $out (i32.add (local.get $out) (local.get $colBytes)))
+                (v128.store align=4 (local.get $out)
+                  (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31
+                    (local.get $t0) (local.get $t2)))
+                (local.set $out (i32.add (local.get $out) (local.get $colBytes)))
+                (v128.store align=4 (local.get $out)
+                  (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+                    (local.get $t1) (local.get $t3)))
+                (local.set $out (i32.add (local.get $out) (local.get $colBytes)))
+                (v128.store align=4 (local.get $out)
+                  (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31
+                    (local.get $t1) (local.get $t3)))
+                (local.set $c (i32.add (local.get $c) (i32.const 4)))
+                (br $colLoop)))
+            (local.set $r (i32.add (local.get $r) (i32.const 4)))
+            (br $rowLoop)))
+        (local.set $strip (local.get $stripEnd))
+        (br $strips)))
+
+    ;; the last cols % 4 columns, every row
+    (call $scalar (local.get $src) (local.get $dst) (local.get $rows) (local.get $cols)
+      (i32.const 0) (local.get $rows) (local.get $cols4) (local.get $cols))
+    ;; the last rows % 4 rows, the other columns
+    (call $scalar (local.get $src) (local.get $dst) (local.get $rows) (local.get $cols)
+      (local.get $rows4) (local.get $rows) (i32.const 0) (local.get $cols4)))
+
+  ;; One AdamW step over n weights, with the gradient of an L2 penalty added (l2x2 = 2 l2):
+  ;; g' = g + l2x2 w; m = beta1 m + (1 - beta1) g'; v = beta2 v + (1 - beta2) g'^2 (m, v in place);
+  ;; out = w decay - stepSize m / (sqrt(v) rootInv + epsilon). Returns sum(w^2) of the weights
+  ;; before the step, accumulated in float64.
+  (func (export "adamw")
+    (param $w i32) (param $g i32) (param $m i32) (param $v i32) (param $out i32) (param $n i32)
+    (param $beta1 f32) (param $beta2 f32) (param $stepSize f32) (param $rootInv f32)
+    (param $epsilon f32) (param $decay f32) (param $l2x2 f32)
+    (result f64)
+    (local $i i32) (local $end4 i32) (local $at i32)
+    (local $W v128) (local $G v128) (local $M v128) (local $V v128) (local $S v128)
+    (local $sum v128) (local $total f64)
+    (local $ws f32) (local $gs f32) (local $ms f32) (local $vs f32)
+    (local.set $end4 (i32.and (local.get $n) (i32.const -4)))
+    (local.set $sum (f64x2.splat (f64.const 0)))
+    (block $done
+      (loop $lanes
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end4)))
+        (local.set $at (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $W (v128.load align=4 (i32.add (local.get $w) (local.get $at))))
+        (local.set $G
+          (f32x4.add (v128.load align=4 (i32.add (local.get $g) (local.get $at)))
+            (f32x4.mul (local.get $W) (f32x4.splat (local.get $l2x2)))))
+        (local.set $M
+          (f32x4.add
+            (f32x4.mul (v128.load align=4 (i32.add (local.get $m) (local.get $at)))
+              (f32x4.splat (local.get $beta1)))
+            (f32x4.mul (local.get $G)
+              (f32x4.splat (f32.sub (f32.const 1) (local.get $beta1))))))
+        (local.set $V
+          (f32x4.add
+            (f32x4.mul (v128.load align=4 (i32.add (local.get $v) (local.get $at)))
+              (f32x4.splat (local.get $beta2)))
+            (f32x4.mul (f32x4.mul (local.get $G) (local.get $G))
+              (f32x4.splat (f32.sub (f32.const 1) (local.get $beta2))))))
+        (v128.store align=4 (i32.add (local.get $m) (local.get $at)) (local.get $M))
+        (v128.store align=4 (i32.add (local.get $v) (local.get $at)) (local.get $V))
+        (v128.store align=4 (i32.add (local.get $out) (local.get $at))
+          (f32x4.sub
+            (f32x4.mul (local.get $W) (f32x4.splat (local.get $decay)))
+            (f32x4.div
+              (f32x4.mul (local.get $M) (f32x4.splat (local.get $stepSize)))
+              (f32x4.add
+                (f32x4.mul (f32x4.sqrt (local.get $V)) (f32x4.splat (local.get $rootInv)))
+                (f32x4.splat (local.get $epsilon))))))
+        (local.set $S (f32x4.mul (local.get $W) (local.get $W)))
+        (local.set $sum
+          (f64x2.add (local.get $sum)
+            (f64x2.add (f64x2.promote_low_f32x4 (local.get $S))
+              (f64x2.promote_low_f32x4
+                (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7
+                  (local.get $S) (local.get $S))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $lanes)))
+    (local.set $total
+      (f64.add (f64x2.extract_lane 0 (local.get $sum)) (f64x2.extract_lane 1 (local.get $sum))))
+    (block $tailDone
+      (loop $tail
+        (br_if $tailDone (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $at (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $ws (f32.load (i32.add (local.get $w) (local.get $at))))
+        (local.set $gs
+          (f32.add (f32.load (i32.add (local.get $g) (local.get $at)))
+            (f32.mul (local.get $ws) (local.get $l2x2))))
+        (local.set $ms
+          (f32.add
+            (f32.mul (f32.load (i32.add (local.get $m) (local.get $at))) (local.get $beta1))
+            (f32.mul (local.get $gs) (f32.sub (f32.const 1) (local.get $beta1)))))
+        (local.set $vs
+          (f32.add
+            (f32.mul (f32.load (i32.add (local.get $v) (local.get $at))) (local.get $beta2))
+            (f32.mul (f32.mul (local.get $gs) (local.get $gs))
+              (f32.sub (f32.const 1) (local.get $beta2)))))
+        (f32.store (i32.add (local.get $m) (local.get $at)) (local.get $ms))
+        (f32.store (i32.add (local.get $v) (local.get $at)) (local.get $vs))
+        (f32.store (i32.add (local.get $out) (local.get $at))
+          (f32.sub (f32.mul (local.get $ws) (local.get $decay))
+            (f32.div (f32.mul (local.get $ms) (local.get $stepSize))
+              (f32.add (f32.mul (f32.sqrt (local.get $vs)) (local.get $rootInv))
+                (local.get $epsilon)))))
+        (local.set $total
+          (f64.add (local.get $total) (f64.promote_f32 (f32.mul (local.get $ws) (local.get $ws)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $tail)))
+    (local.get $total))
+
+  ;; The first j in [0, count) with a[j] - b[j] >= t (float32), or count when there is none:
+  ;; four values a step until one of them qualifies, then one at a time.
+  (func (export "firstAtLeast")
+    (param $a i32) (param $b i32) (param $count i32) (param $t f32) (result i32)
+    (local $j i32) (local $end4 i32) (local $at i32) (local $tv v128)
+    (local.set $end4 (i32.and (local.get $count) (i32.const -4)))
+    (local.set $tv (f32x4.splat (local.get $t)))
+    (block $hit
+      (loop $quads
+        (br_if $hit (i32.ge_u (local.get $j) (local.get $end4)))
+        (local.set $at (i32.shl (local.get $j) (i32.const 2)))
+        (br_if $hit
+          (v128.any_true
+            (f32x4.ge
+              (f32x4.sub
+                (v128.load align=4 (i32.add (local.get $a) (local.get $at)))
+                (v128.load align=4 (i32.add (local.get $b) (local.get $at))))
+              (local.get $tv))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $quads)))
+    (block $done
+      (loop $single
+        (br_if $done (i32.ge_u (local.get $j) (local.get $count)))
+        (local.set $at (i32.shl (local.get $j) (i32.const 2)))
+        (br_if $done
+          (f32.ge
+            (f32.sub
+              (f32.load (i32.add (local.get $a) (local.get $at)))
+              (f32.load (i32.add (local.get $b) (local.get $at))))
+            (local.get $t)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $single)))
+    (local.get $j))
+
+  ;; dst[c][r] = src[r][c] for r in [r0, r1), c in [c0, c1)
+  (func $scalar
+    (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)
+    (param $r0 i32) (param $r1 i32) (param $c0 i32) (param $c1 i32)
+    (local $r i32) (local $c i32)
+    (local.set $r (local.get $r0))
+    (block $rowsDone
+      (loop $rowLoop
+        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $r1)))
+        (local.set $c (local.get $c0))
+        (block $colsDone
+          (loop $colLoop
+            (br_if $colsDone (i32.ge_u (local.get $c) (local.get $c1)))
+            (f32.store
+              (i32.add (local.get $dst)
+                (i32.shl
+                  (i32.add (i32.mul (local.get $c) (local.get $rows)) (local.get $r))
+                  (i32.const 2)))
+              (f32.load
+                (i32.add (local.get $src)
+                  (i32.shl
+                    (i32.add (i32.mul (local.get $r) (local.get $cols)) (local.get $c))
+                    (i32.const 2)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $colLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rowLoop))))
+)
