@@ -3,6 +3,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
 import { of, tap } from 'rxjs';
+import { BUILT_IN_EMBEDDER } from './audio/embedder';
+import { DEFAULT_AUDIO } from './audio/recordings';
+import { CROP_MODES, CropMode } from './audio/segments';
 import { UPSAMPLING_MODES } from './augment/upsample';
 import { DataSet, summarize } from './dataset/dataset';
 import { LoadOptions, loadDataSet } from './dataset/load';
@@ -67,6 +70,54 @@ function dataOptions(command: Command): Command {
     )
     .option('--delimiter <char>', 'field delimiter of the table (default: from the header)')
     .addOption(
+      new Option('--crop-mode <mode>', 'how recordings are cut into 3 s segments')
+        .choices([...CROP_MODES])
+        .default(DEFAULT_AUDIO.mode),
+    )
+    .option(
+      '--overlap <s>',
+      'seconds shared by neighbouring segments (crop modes segments and smart)',
+      number('--overlap', (v) => v >= 0 && v < 3, 'seconds in [0, 3)'),
+      DEFAULT_AUDIO.overlap,
+    )
+    .option(
+      '--fmin <hz>',
+      'lower band limit, Hz (0 = no high-pass)',
+      number('--fmin', (v) => v >= 0, 'a number of Hz >= 0'),
+      DEFAULT_AUDIO.fmin,
+    )
+    .option(
+      '--fmax <hz>',
+      'upper band limit, Hz (15000 = no low-pass)',
+      number('--fmax', (v) => v > 0, 'a number of Hz > 0'),
+      DEFAULT_AUDIO.fmax,
+    )
+    .option(
+      '--audio-speed <s>',
+      'read recordings as if played at this speed (< 1 slows down and lowers the pitch)',
+      number('--audio-speed', (v) => v > 0, 'a number > 0'),
+      DEFAULT_AUDIO.speed,
+    )
+    .option(
+      '--embedder <name>',
+      `${BUILT_IN_EMBEDDER} (built in) or the model.json of a TF.js model`,
+      BUILT_IN_EMBEDDER,
+    )
+    .option(
+      '--model-sample-rate <hz>',
+      'sample rate the embedding model takes',
+      integer('--model-sample-rate', 1),
+    )
+    .option(
+      '--model-input-seconds <s>',
+      'segment length the embedding model takes',
+      number('--model-input-seconds', (v) => v > 0, 'a number of seconds > 0'),
+    )
+    .option('--model-output <name>', "the embedding model's layer or node to take as embedding")
+    .option('--custom-layers <module>', "a module that registers the model's custom layers")
+    .option('--cache <dir>', 'embedding cache folder (default: the user cache folder)')
+    .option('--no-cache', 'embed every recording, keep no cache')
+    .addOption(
       new Option('--backend <name>', 'TF.js backend (default: the fastest that loads)').choices([
         'auto',
         ...BACKENDS,
@@ -80,7 +131,7 @@ function trainCommand(): Command {
     .description('train a classifier on labelled embeddings and save it as a model directory')
     .requiredOption(
       '--data <path>',
-      'class folders of embeddings files, a CSV/TSV table or a .npz cache (also --i)',
+      'class folders of recordings or embeddings files, a CSV/TSV table or a .npz cache (also --i)',
     )
     .requiredOption('--out <dir>', 'model directory to write (also --o)')
     .option('--test-data <path>', 'a separate test set, evaluated only')
@@ -165,7 +216,20 @@ interface CommonArgs {
   endColumn?: string;
   ignoreColumns?: string[];
   delimiter?: string;
+  cropMode: CropMode;
+  overlap: number;
+  fmin: number;
+  fmax: number;
+  audioSpeed: number;
+  embedder: string;
+  modelSampleRate?: number;
+  modelInputSeconds?: number;
+  modelOutput?: string;
+  customLayers?: string;
+  /** A folder; true when not given (commander's default with --no-cache); false after it. */
+  cache?: string | boolean;
   backend?: (typeof BACKENDS)[number] | 'auto';
+  quiet?: boolean;
 }
 
 interface TrainArgs extends CommonArgs {
@@ -188,7 +252,6 @@ interface TrainArgs extends CommonArgs {
   l2: number;
   weightDecay: number;
   seed: number;
-  quiet?: boolean;
 }
 
 function loadOptions(a: CommonArgs): LoadOptions {
@@ -200,6 +263,31 @@ function loadOptions(a: CommonArgs): LoadOptions {
     endColumn: a.endColumn,
     ignoreColumns: a.ignoreColumns,
     delimiter: a.delimiter,
+    audio: {
+      mode: a.cropMode,
+      overlap: a.overlap,
+      fmin: a.fmin,
+      fmax: a.fmax,
+      speed: a.audioSpeed,
+    },
+    embedder: a.embedder,
+    modelSampleRate: a.modelSampleRate,
+    modelInputSeconds: a.modelInputSeconds,
+    modelOutput: a.modelOutput,
+    customLayers: a.customLayers,
+    cacheDir: a.cache === true ? undefined : a.cache,
+    warn: (line) => log(`warning: ${line}`),
+    onRecordings: (r, path) => {
+      if (a.quiet) return;
+      log(
+        `${path}: ${r.files} recordings (${r.embedded} embedded, ${r.cached} from the cache), ` +
+          `${r.segments} segments; ${r.nothing.length} gave nothing (${r.skipped} skipped)`,
+      );
+      for (const [folder, c] of Object.entries(r.perClass)) {
+        log(`  ${folder}: ${c.files} files, ${c.segments} segments`);
+      }
+      for (const n of r.nothing) log(`  no rows from ${n.file}: ${n.reason}`);
+    },
   };
 }
 
@@ -412,6 +500,12 @@ const DEFAULT_TRAIN_ARGS: TrainArgs = {
   data: '',
   out: '',
   labelSeparator: ',',
+  cropMode: DEFAULT_AUDIO.mode,
+  overlap: DEFAULT_AUDIO.overlap,
+  fmin: DEFAULT_AUDIO.fmin,
+  fmax: DEFAULT_AUDIO.fmax,
+  audioSpeed: DEFAULT_AUDIO.speed,
+  embedder: BUILT_IN_EMBEDDER,
   epochs: DEFAULT_SETTINGS.epochs,
   batchSize: DEFAULT_SETTINGS.batchSize,
   learningRate: DEFAULT_SETTINGS.learningRate,

@@ -17,6 +17,7 @@ import { loadDataSet } from '../src/dataset/load';
 import { splitParts } from '../src/dataset/split';
 import { readTable } from '../src/dataset/table';
 import { Random } from '../src/random';
+import { refusal } from './helpers';
 
 const NPZ_FIXTURES = join(__dirname, 'fixtures', 'npz');
 const REAL_EMBEDDINGS = join(
@@ -132,15 +133,6 @@ function filesPerFolder(data: DataSet): Record<string, number[]> {
     out[folder][part]++;
   }
   return out;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a refusal, but the call succeeded');
 }
 
 describe('dataset', () => {

@@ -18,3 +18,30 @@ export function sharedData(ctx: Mocha.Context, ...parts: string[]): string {
 
 /** The compiled command line, as `npm test` builds it first. */
 export const CLI = join(__dirname, '..', 'dist', 'src', 'cli.js');
+
+/** The error a promise rejects with; fails when it resolves instead. */
+export async function refusal(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a refusal, but the call succeeded');
+}
+
+/**
+ * The recipe for the bird clips: every 3 s segment with 2 s of overlap, mixup and label smoothing;
+ * a few hundred rows, so a learning rate of 0.001 over up to 100 epochs.
+ */
+export const BIRDS_RECIPE = [
+  '--crop-mode',
+  'segments',
+  '--overlap',
+  '2',
+  '--learning-rate',
+  '0.001',
+  '--epochs',
+  '100',
+  '--mixup',
+  '--label-smoothing',
+];

@@ -3,7 +3,11 @@ import { Subject, lastValueFrom, of, takeUntil } from 'rxjs';
 import { DataSet, Source, summarize } from '../../src/dataset/dataset';
 import { ParsedLabels, parseLabels } from '../../src/dataset/labels';
 import { DATA_FORMATS, DataFormat, LoadOptions, fromLabelledRows } from '../../src/dataset/load';
+import { RecordingsReport } from '../../src/dataset/recordings';
 import { FloatRows } from '../../src/dataset/rows';
+import { BUILT_IN_EMBEDDER } from '../../src/audio/embedder';
+import { DEFAULT_AUDIO } from '../../src/audio/recordings';
+import { CropMode } from '../../src/audio/segments';
 import { load } from '../../src/streams/load';
 import { Send, numberSetting, onInput, resolvePath, status } from '../shared/runtime';
 
@@ -23,7 +27,22 @@ interface LoaderConfig extends NodeDef {
   validationSplit?: string | number;
   seed?: string | number;
   testData?: string;
+  cropMode?: string;
+  overlap?: string | number;
+  fmin?: string | number;
+  fmax?: string | number;
+  audioSpeed?: string | number;
+  embedder?: string;
+  modelPath?: string;
+  modelSampleRate?: string | number;
+  modelInputSeconds?: string | number;
+  modelOutput?: string;
+  customLayers?: string;
+  cacheDir?: string;
 }
+
+/** The embedding cache's folder when the setting is empty, below the Node-RED user directory. */
+const DEFAULT_CACHE_DIR = 'custom-classifier/embeddings-cache';
 
 /** The settings both modes share: how the rows are split. */
 interface SplitSettings {
@@ -37,8 +56,8 @@ export = function (RED: NodeAPI) {
     const closing = new Subject<void>();
     const samples = new SampleCollector(config.labelSeparator || ',');
 
-    const emit = (msg: NodeMessage, send: Send, data: DataSet) => {
-      const summary = summarize(data);
+    const emit = (msg: NodeMessage, send: Send, data: DataSet, recordings?: RecordingsReport) => {
+      const summary = { ...summarize(data), ...(recordings && { recordings }) };
       this.log(
         `data set: ${summary.rows} rows x ${summary.dim} values, ${summary.classes} classes; ` +
           `train ${summary.parts.train}, validation ${summary.parts.validation}, ` +
@@ -50,12 +69,25 @@ export = function (RED: NodeAPI) {
 
     const loadFile = async (msg: NodeMessageInFlow, send: Send) => {
       const path = pathOf(RED, this, config, msg);
-      const options = loadOptions(RED, this, config);
+      let recordings: RecordingsReport | undefined;
+      const options: LoadOptions = {
+        ...loadOptions(RED, this, config),
+        warn: (line) => this.warn(line),
+        progress: (done, total) => this.status(status.working(`embedding ${done}/${total}`)),
+        onRecordings: (report) => {
+          recordings = report;
+          this.log(
+            `recordings: ${report.files} files (${report.embedded} embedded, ` +
+              `${report.cached} cached), ${report.segments} segments, ` +
+              `${report.nothing.length} gave nothing (${report.skipped} skipped)`,
+          );
+        },
+      };
       this.status(status.working('loading'));
       const data = await lastValueFrom(of(path).pipe(load(options), takeUntil(closing)), {
         defaultValue: undefined,
       });
-      if (data !== undefined) emit(msg, send, data);
+      if (data !== undefined) emit(msg, send, data, recordings);
     };
 
     const collect = (msg: NodeMessageInFlow, send: Send) => {
@@ -128,6 +160,45 @@ function loadOptions(RED: NodeAPI, node: Node, config: LoaderConfig): LoadOption
       .filter((c) => c !== ''),
     delimiter: delimiterOf(config.delimiter),
     testData: testData === undefined ? undefined : resolvePath(RED, node, testData),
+    ...audioOptions(RED, node, config),
+  };
+}
+
+/** How recordings are cut and embedded: BirdNET-Analyzer's audio options and the embedder. */
+function audioOptions(RED: NodeAPI, node: Node, config: LoaderConfig): LoadOptions {
+  const seconds = (v: string | number | undefined, field: string, fallback: number) =>
+    numberSetting(v ?? fallback, field, (n) => n >= 0, 'seconds >= 0');
+  const hz = (v: string | number | undefined, field: string, fallback: number) =>
+    numberSetting(v ?? fallback, field, (n) => n >= 0, 'a number of Hz >= 0');
+  const optional = (v: string | number | undefined, field: string) =>
+    v === undefined || String(v).trim() === ''
+      ? undefined
+      : numberSetting(v, field, (n) => n > 0, 'a number above 0');
+  const model = config.embedder === 'model';
+  const modelPath = text(config.modelPath);
+  if (model && modelPath === undefined) {
+    throw new Error('model: expected the path of a TF.js model.json for embedder "model"');
+  }
+  const cacheDir = text(config.cacheDir) ?? DEFAULT_CACHE_DIR;
+  return {
+    audio: {
+      mode: (config.cropMode || DEFAULT_AUDIO.mode) as CropMode,
+      overlap: seconds(config.overlap, 'overlap', DEFAULT_AUDIO.overlap),
+      fmin: hz(config.fmin, 'fmin', DEFAULT_AUDIO.fmin),
+      fmax: hz(config.fmax, 'fmax', DEFAULT_AUDIO.fmax),
+      speed: optional(config.audioSpeed, 'audio speed') ?? DEFAULT_AUDIO.speed,
+    },
+    embedder: model ? resolvePath(RED, node, modelPath!) : BUILT_IN_EMBEDDER,
+    modelSampleRate: model ? optional(config.modelSampleRate, 'model sample rate') : undefined,
+    modelInputSeconds: model
+      ? optional(config.modelInputSeconds, 'model input seconds')
+      : undefined,
+    modelOutput: model ? text(config.modelOutput) : undefined,
+    customLayers:
+      model && text(config.customLayers) !== undefined
+        ? resolvePath(RED, node, text(config.customLayers)!)
+        : undefined,
+    cacheDir: cacheDir === 'off' ? false : resolvePath(RED, node, cacheDir),
   };
 }
 

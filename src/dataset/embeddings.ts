@@ -1,6 +1,7 @@
-import { readdir, readFile, stat } from 'fs/promises';
+import { readFile } from 'fs/promises';
 import { join } from 'path';
 import { Source } from './dataset';
+import { classFolders, filesOf } from './folders';
 import { parseLabels } from './labels';
 import { FloatRows } from './rows';
 import { RawRows, parseNumber } from './table';
@@ -61,17 +62,7 @@ export function isEmbeddingsFile(name: string): boolean {
  * non-events), each holding embeddings files. Sources are recorded relative to `root`.
  */
 export async function readEmbeddingsFolder(root: string): Promise<RawRows> {
-  const entries = await readdir(root, { withFileTypes: true });
-  // A linked class folder counts as a folder, as it does in a file manager.
-  const isFolder = async (e: (typeof entries)[number]) =>
-    e.isDirectory() ||
-    (e.isSymbolicLink() && (await stat(join(root, e.name)).catch(() => undefined))?.isDirectory());
-  const folders: string[] = [];
-  for (const e of entries) {
-    if (!e.name.startsWith('.') && (await isFolder(e))) folders.push(e.name);
-  }
-  folders.sort();
-  if (folders.length === 0) throw new Error(`${root}: no class folders`);
+  const folders = await classFolders(root);
 
   const rows = new FloatRows();
   const labels: RawRows['labels'] = [];
@@ -79,7 +70,7 @@ export async function readEmbeddingsFolder(root: string): Promise<RawRows> {
   let firstFile = '';
   for (const folder of folders) {
     const parsed = parseLabels(folder);
-    const files = (await readdir(join(root, folder))).filter(isEmbeddingsFile).sort();
+    const files = await filesOf(join(root, folder), isEmbeddingsFile);
     let found = 0;
     for (const name of files) {
       const relative = `${folder}/${name}`;

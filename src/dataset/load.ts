@@ -1,10 +1,16 @@
 import { stat } from 'fs/promises';
-import { basename, extname } from 'path';
+import { homedir } from 'os';
+import { basename, extname, join } from 'path';
+import { EmbeddingCache } from '../audio/cache';
+import { EmbedderSettings, createExtractor } from '../audio/embedder';
+import { Extractor } from '../audio/extractor';
+import { AudioSettings, DEFAULT_AUDIO, checkAudioSettings } from '../audio/recordings';
 import { Random } from '../random';
-import { DataSet, Part, Source, createDataSet } from './dataset';
+import { DataSet, EmbeddingInfo, Part, Source, createDataSet } from './dataset';
 import { isEmbeddingsFile, readEmbeddingsFolder, readEmbeddingsText } from './embeddings';
 import { classList, encodeLabels } from './labels';
 import { readTrainingCache } from './npz';
+import { RecordingsReport, holdsRecordings, readRecordingsFolder } from './recordings';
 import { splitParts } from './split';
 import { RawRows, TableOptions, readTable } from './table';
 
@@ -12,7 +18,7 @@ import { RawRows, TableOptions, readTable } from './table';
 export const DATA_FORMATS = ['auto', 'folder', 'table', 'npz'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];
 
-export interface LoadOptions extends Partial<TableOptions> {
+export interface LoadOptions extends Partial<TableOptions>, EmbedderSettings {
   /** How the data (and the test data) is read; default `auto`. */
   format?: DataFormat;
   /** Share of each class that goes to validation; default 0.2. 0 = no validation part. */
@@ -27,6 +33,22 @@ export interface LoadOptions extends Partial<TableOptions> {
    * is an error.
    */
   classes?: readonly string[];
+  /** How recordings are cut and filtered; BirdNET-Analyzer's defaults where not given. */
+  audio?: Partial<AudioSettings>;
+  /** Folder of the embedding cache; default {@link defaultCacheDir}; false: no cache. */
+  cacheDir?: string | false;
+  /** One line per recording skipped, naming the file and why. */
+  warn?: (line: string) => void;
+  /** What a folder of recordings gave, per class and file; called once per folder read. */
+  onRecordings?: (report: RecordingsReport, path: string) => void;
+  /** Recordings done, of how many, in the folder being read. */
+  progress?: (done: number, total: number) => void;
+}
+
+/** The embedding cache's folder unless told otherwise: the user's cache folder. */
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'custom-classifier', 'embeddings');
 }
 
 export const DEFAULT_SEED = 42;
@@ -41,6 +63,7 @@ interface Encoded {
   sources: (Source | undefined)[];
   parts: Uint8Array;
   source: string;
+  audio?: EmbeddingInfo['audio'];
 }
 
 /**
@@ -51,14 +74,66 @@ interface Encoded {
 export async function loadDataSet(path: string, options: LoadOptions = {}): Promise<DataSet> {
   const seed = options.seed ?? DEFAULT_SEED;
   const fraction = options.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
-  const data = await readLabelled(path, options, options.classes);
+  const recordings = new Recordings(options);
+  try {
+    const data = await readLabelled(path, options, recordings, options.classes);
 
-  if (options.testData !== undefined) {
-    const test = await readLabelled(options.testData, options, data.labels);
-    appendTest(data, test, options.testData);
+    if (options.testData !== undefined) {
+      const test = await readLabelled(options.testData, options, recordings, data.labels);
+      appendTest(data, test, options.testData);
+    }
+
+    return split(data, fraction, seed);
+  } finally {
+    recordings.dispose();
+  }
+}
+
+/**
+ * Reads folders of recordings for one load: the audio settings checked before any file is read,
+ * the extractor made on first use and shared by the data and the test data.
+ */
+class Recordings {
+  readonly settings: AudioSettings;
+  private extractor: Promise<Extractor> | undefined;
+
+  constructor(private readonly options: LoadOptions) {
+    const given = Object.entries(options.audio ?? {}).filter(([, v]) => v !== undefined);
+    this.settings = { ...DEFAULT_AUDIO, ...Object.fromEntries(given) };
+    checkAudioSettings(this.settings);
   }
 
-  return split(data, fraction, seed);
+  async read(path: string, classes?: readonly string[]): Promise<Encoded> {
+    this.extractor ??= createExtractor(this.options);
+    const extractor = await this.extractor;
+    checkAudioSettings(this.settings, extractor);
+    const { cacheDir } = this.options;
+    const { raw, report } = await readRecordingsFolder(path, {
+      extractor,
+      settings: this.settings,
+      cache: cacheDir === false ? undefined : new EmbeddingCache(cacheDir ?? defaultCacheDir()),
+      warn: this.options.warn,
+      progress: this.options.progress,
+    });
+    this.options.onRecordings?.(report, path);
+    const { mode, overlap, speed, fmin, fmax } = this.settings;
+    return {
+      ...encode(raw, path, extractor.id, classes),
+      audio: {
+        'Sample rate': extractor.sampleRate,
+        'Segment seconds': extractor.segmentSeconds,
+        'Crop mode': mode,
+        Overlap: overlap,
+        'Audio speed': speed,
+        Fmin: fmin,
+        Fmax: fmax,
+      },
+    };
+  }
+
+  dispose(): void {
+    void this.extractor?.then((e) => e.dispose()).catch(() => undefined);
+  }
 }
 
 export interface LabelledRowsOptions {
@@ -93,7 +168,10 @@ function split(data: Encoded, fraction: number, seed: number): DataSet {
   return createDataSet({
     ...data,
     parts,
-    embedding: { source: data.source },
+    embedding:
+      data.audio === undefined
+        ? { source: data.source }
+        : { source: data.source, audio: data.audio },
     seed,
     settings: { 'Validation split': fraction, Seed: seed },
   });
@@ -106,6 +184,7 @@ function split(data: Encoded, fraction: number, seed: number): DataSet {
 async function readLabelled(
   path: string,
   options: LoadOptions,
+  recordings: Recordings,
   classes?: readonly string[],
 ): Promise<Encoded> {
   const info = await stat(path).catch(() => {
@@ -114,6 +193,7 @@ async function readLabelled(
   const format = options.format ?? 'auto';
   checkFormat(path, format, info.isDirectory());
   if (info.isDirectory()) {
+    if (await holdsRecordings(path)) return recordings.read(path, classes);
     const source = `embeddings:${basename(path)}`;
     return encode(await readEmbeddingsFolder(path), path, source, classes);
   }
