@@ -1,4 +1,5 @@
 import { Extractor } from './extractor';
+import { modelExtractor } from './model-extractor';
 import { spectrogramStats } from './spectrogram-stats';
 
 /** The name of the built-in extractor, as settings give it. */
@@ -22,5 +23,11 @@ export interface EmbedderSettings {
 export async function createExtractor(settings: EmbedderSettings = {}): Promise<Extractor> {
   const name = settings.embedder ?? BUILT_IN_EMBEDDER;
   if (name === BUILT_IN_EMBEDDER || name === '') return spectrogramStats();
-  throw new Error(`embedder: ${name}: model embedders are not available yet`);
+  return modelExtractor({
+    modelPath: name,
+    sampleRate: settings.modelSampleRate,
+    inputSeconds: settings.modelInputSeconds,
+    output: settings.modelOutput,
+    customLayers: settings.customLayers,
+  });
 }
