@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import { stat } from 'fs/promises';
 import { homedir } from 'os';
 import { basename, extname, join } from 'path';
@@ -27,6 +28,12 @@ export interface LoadOptions extends Partial<TableOptions>, EmbedderSettings {
   seed?: number;
   /** A separate test set, marked test and only ever evaluated. */
   testData?: string;
+  /**
+   * Share of the files (or of the rows without a file) marked test by a hash of their path:
+   * the same files on every load, whatever else the folder gains, so that models trained one
+   * after another are compared on rows none of them trained on. Default 0.
+   */
+  holdout?: number;
   /**
    * Encode labels against this class list (a saved model's) instead of deriving it from the
    * data: data for evaluating a model may hold fewer classes, even one; a label outside the list
@@ -83,6 +90,7 @@ export async function loadDataSet(path: string, options: LoadOptions = {}): Prom
       appendTest(data, test, options.testData);
     }
 
+    holdOut(data, options.holdout ?? 0);
     return split(data, fraction, seed);
   } finally {
     recordings.dispose();
@@ -158,6 +166,25 @@ export function fromLabelledRows(raw: RawRows, options: LabelledRowsOptions): Da
     options.validationSplit ?? DEFAULT_VALIDATION_SPLIT,
     options.seed ?? DEFAULT_SEED,
   );
+}
+
+/**
+ * Marks test the rows of the files whose path hashes below `share` (a row without a file
+ * hashes by its values). SHA-1 of the path, first 32 bits as a fraction of 2^32.
+ */
+function holdOut(data: Encoded, share: number): void {
+  if (!(share >= 0 && share < 1)) {
+    throw new Error(`holdout: expected a share of the files in [0, 1), got ${share}`);
+  }
+  if (share === 0) return;
+  const rows = data.parts.length;
+  for (let r = 0; r < rows; r++) {
+    const file = data.sources[r]?.file;
+    const key =
+      file ?? Buffer.from(data.x.buffer, data.x.byteOffset + r * data.dim * 4, data.dim * 4);
+    const hash = createHash('sha1').update(key).digest().readUInt32BE(0) / 2 ** 32;
+    if (hash < share) data.parts[r] = Part.test;
+  }
 }
 
 function split(data: Encoded, fraction: number, seed: number): DataSet {

@@ -1,7 +1,7 @@
 import { Observable, OperatorFunction, concatMap } from 'rxjs';
 import { DataSet, summarize } from '../dataset/dataset';
 import { PACKAGE } from '../package-info';
-import { Provenance, saveModelDirectory } from '../store/model-directory';
+import { ModelRecord, Provenance, saveModelDirectory } from '../store/model-directory';
 import { backendName } from '../train/backend';
 import { TrainResult } from '../train/trainer';
 import { EvaluatedEvent, Evaluation } from './evaluate';
@@ -31,16 +31,8 @@ export function save(
 ): OperatorFunction<EvaluatedEvent, SavedEvent> {
   return concatMap((event) => {
     if (event.type !== 'result') return [event];
-    const provenance = provenanceOf(event.result, event.data, event.evaluation);
-    const record = {
-      model: event.result.model,
-      labels: event.data.labels,
-      hyperparameters,
-      samples: summarize(event.data),
-      history: event.result.history,
-      evaluation: event.evaluation.reports,
-      provenance,
-    };
+    const record = recordOf(event, hyperparameters);
+    const { provenance } = record;
     return new Observable<SavedEvent>((subscriber) => {
       const abort = new AbortController();
       saveModelDirectory(dir, record, { signal: abort.signal }).then(
@@ -53,6 +45,22 @@ export function save(
       return () => abort.abort();
     });
   });
+}
+
+/** What a model directory holds for an evaluated result. */
+export function recordOf(
+  event: Extract<EvaluatedEvent, { type: 'result' }>,
+  hyperparameters: Readonly<Record<string, string | number | boolean>>,
+): ModelRecord {
+  return {
+    model: event.result.model,
+    labels: event.data.labels,
+    hyperparameters,
+    samples: summarize(event.data),
+    history: event.result.history,
+    evaluation: event.evaluation.reports,
+    provenance: provenanceOf(event.result, event.data, event.evaluation),
+  };
 }
 
 function provenanceOf(result: TrainResult, data: DataSet, evaluation: Evaluation): Provenance {
