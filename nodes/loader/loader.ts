@@ -9,6 +9,7 @@ import { BUILT_IN_EMBEDDER } from '../../src/audio/embedder';
 import { DEFAULT_AUDIO } from '../../src/audio/recordings';
 import { CropMode } from '../../src/audio/segments';
 import { load } from '../../src/streams/load';
+import { lastChangeUnder, settle } from '../../src/streams/settle';
 import { Send, numberSetting, onInput, resolvePath, status } from '../shared/runtime';
 
 /** The editor's settings, as Node-RED stores them in the flow. */
@@ -39,6 +40,14 @@ interface LoaderConfig extends NodeDef {
   modelOutput?: string;
   customLayers?: string;
   cacheDir?: string;
+  settle?: string | number;
+  holdout?: string | number;
+}
+
+/** A trigger waiting for the files to settle; resolved true to load, false when superseded. */
+interface Waiting {
+  paths: string[];
+  resolve: (load: boolean) => void;
 }
 
 /** The embedding cache's folder when the setting is empty, below the Node-RED user directory. */
@@ -67,11 +76,43 @@ export = function (RED: NodeAPI) {
       send({ ...msg, payload: data, summary });
     };
 
+    // Settings of flows made before the quiet period existed have none: they load at once.
+    const quietMs =
+      1000 *
+      numberSetting(config.settle ?? 0, 'settle', (v) => v >= 0 && v <= 3600, 'seconds, 0 to 3600');
+    let waiting: Waiting | undefined;
+    const triggers = new Subject<Waiting>();
+    triggers
+      .pipe(
+        settle(quietMs, async (w) =>
+          Math.max(...(await Promise.all(w.paths.map(lastChangeUnder)))),
+        ),
+        takeUntil(closing),
+      )
+      .subscribe((w) => {
+        if (waiting === w) waiting = undefined;
+        w.resolve(true);
+      });
+
+    /** Waits for the files to settle; false when a later trigger took this one's place. */
+    const settled = (paths: string[]): Promise<boolean> => {
+      if (quietMs === 0) return Promise.resolve(true);
+      this.status(status.working('waiting for files'));
+      return new Promise((resolve) => {
+        waiting?.resolve(false);
+        waiting = { paths, resolve };
+        triggers.next(waiting);
+      });
+    };
+
     const loadFile = async (msg: NodeMessageInFlow, send: Send) => {
       const path = pathOf(RED, this, config, msg);
       let recordings: RecordingsReport | undefined;
+      const settings = loadOptions(RED, this, config);
+      const paths = settings.testData === undefined ? [path] : [path, settings.testData];
+      if (!(await settled(paths))) return;
       const options: LoadOptions = {
-        ...loadOptions(RED, this, config),
+        ...settings,
         warn: (line) => this.warn(line),
         progress: (done, total) => this.status(status.working(`embedding ${done}/${total}`)),
         onRecordings: (report) => {
@@ -115,6 +156,7 @@ export = function (RED: NodeAPI) {
     );
 
     this.on('close', (_removed: boolean, done: () => void) => {
+      waiting?.resolve(false);
       closing.next();
       closing.complete();
       samples.reset();
@@ -160,6 +202,12 @@ function loadOptions(RED: NodeAPI, node: Node, config: LoaderConfig): LoadOption
       .filter((c) => c !== ''),
     delimiter: delimiterOf(config.delimiter),
     testData: testData === undefined ? undefined : resolvePath(RED, node, testData),
+    holdout: numberSetting(
+      config.holdout ?? 0,
+      'test holdout',
+      (v) => v >= 0 && v < 1,
+      'a share of the files from 0 up to (not including) 1',
+    ),
     ...audioOptions(RED, node, config),
   };
 }

@@ -4,3 +4,5 @@ export * from './train';
 export * from './evaluate';
 export * from './save';
 export * from './busy';
+export * from './settle';
+export * from './store';
