@@ -3,6 +3,7 @@
 // generator, so the examples run on a fresh install. Run after `npm run build`.
 const path = require('path');
 const { writeDemoData, writeDemoTable } = require('../dist/src/demo');
+const { writeSyntheticRecordings } = require('../dist/src/audio/synthetic');
 const { runTrain } = require('../dist/src/cli');
 
 const examples = path.join(__dirname, '..', 'example-data');
@@ -10,6 +11,12 @@ const examples = path.join(__dirname, '..', 'example-data');
 async function main() {
   await writeDemoData(path.join(examples, 'embeddings'), 1);
   await writeDemoTable(path.join(examples, 'table.csv'), 2);
+  // Small enough to ship: 4 clips of 3 s per folder at 16 kHz, about 2 MB in all.
+  await writeSyntheticRecordings(path.join(examples, 'recordings'), {
+    seed: 3,
+    clipsPerClass: 4,
+    seconds: 3,
+  });
   const trained = await runTrain({
     data: path.join(examples, 'embeddings'),
     out: path.join(examples, 'model'),

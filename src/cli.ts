@@ -9,7 +9,7 @@ import { CROP_MODES, CropMode } from './audio/segments';
 import { UPSAMPLING_MODES } from './augment/upsample';
 import { DataSet, summarize } from './dataset/dataset';
 import { LoadOptions, loadDataSet } from './dataset/load';
-import { writeDemoData } from './demo';
+import { writeSyntheticRecordings } from './audio/synthetic';
 import { evaluate as evaluateScores } from './evaluate/metrics';
 import { formatReportTable, reportToCsv } from './evaluate/report';
 import { PACKAGE } from './package-info';
@@ -478,17 +478,19 @@ function alignLabels(data: DataSet, modelLabels: readonly string[], path: string
 
 function demoCommand(): Command {
   return new Command('demo')
-    .description('write a small synthetic data set of embeddings and train a model on it')
-    .option('--out <dir>', 'folder for the demo data and model', 'demo')
+    .description('write synthetic recordings of four call types and noise, and train on them')
+    .option('--out <dir>', 'folder for the demo recordings and model', 'demo')
     .option('--seed <n>', 'seed', integer('--seed', 0), 1)
     .action(async (opts: { out: string; seed: number }) => {
       const data = join(opts.out, 'data');
-      await writeDemoData(data, opts.seed);
-      log(`synthetic demo data written: ${data}`);
+      const files = await writeSyntheticRecordings(data, { seed: opts.seed });
+      log(`synthetic demo recordings written: ${files.length} clips in ${data}`);
       await runTrain({
         ...DEFAULT_TRAIN_ARGS,
         data,
         out: join(opts.out, 'model'),
+        cropMode: 'segments',
+        cache: join(opts.out, 'cache'),
         learningRate: 1e-2,
         upsamplingRatio: 0.5,
         seed: opts.seed,

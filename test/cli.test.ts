@@ -146,6 +146,24 @@ describe('command line', () => {
     expect(readdirSync(dir).filter((name) => name.includes('saving'))).to.deep.equal([]);
   });
 
+  it('should run the demo: synthetic recordings in, a model that tells the call types apart out', async () => {
+    const out = join(dir, 'demo run');
+    const { code, stderr } = await cli('demo', '--out', out);
+    expect(code, stderr).to.equal(0);
+    expect(stderr).to.match(/30 recordings \(30 embedded, 0 from the cache\), 60 segments/);
+    const classes = readdirSync(join(out, 'data')).sort();
+    expect(classes).to.have.length(5);
+    for (const c of classes) expect(readdirSync(join(out, 'data', c))).to.have.length(6);
+    const labels = readFileSync(join(out, 'model', 'labels.txt'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(labels).to.have.length(4);
+    const report = JSON.parse(readFileSync(join(out, 'model', 'evaluation.json'), 'utf8'));
+    expect(report.validation.macro.averagePrecision).to.be.at.least(0.9);
+    const provenance = JSON.parse(readFileSync(join(out, 'model', 'provenance.json'), 'utf8'));
+    expect(provenance.embedding).to.include({ source: 'spectrogram-stats/1', dim: 253 });
+  });
+
   it('should refuse to replace a folder or file that holds no model', async () => {
     const notes = join(dir, 'notes');
     mkdirSync(notes);
