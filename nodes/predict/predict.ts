@@ -1,5 +1,9 @@
+import { stat } from 'fs/promises';
+import { join } from 'path';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
-import { Subject } from 'rxjs';
+import { Subject, Subscription } from 'rxjs';
+import { ModelStore, currentVersionDirs, versionOf } from '../../src/store/model-store';
+import { MODEL_JSON } from '../../src/store/model-files';
 import { Source } from '../../src/dataset/dataset';
 import {
   Embeddings,
@@ -83,6 +87,11 @@ export = function (RED: NodeAPI) {
 
     // The directory most recently asked for, so a message naming the same one does not reload it.
     let requestedDir: string | undefined;
+    // A model store whose current version is followed, and what follows it.
+    let following: { root: string; subscription: Subscription } | undefined;
+    // Settles once the model asked for last has been requested: embeddings wait for it, so none
+    // reaches the predictor before the load it was sent after.
+    let ready: Promise<void> = Promise.resolve();
 
     function answer(reply: PredictReply<Job>): void {
       if (reply.type === 'failed') {
@@ -119,6 +128,43 @@ export = function (RED: NodeAPI) {
       });
     }
 
+    /**
+     * Uses a model directory (a folder with model.json), or else follows the current version of
+     * a model store there, which may not exist yet.
+     */
+    async function use(dir: string): Promise<void> {
+      if (await isModelDirectory(dir)) {
+        stopFollowing();
+        return load(dir);
+      }
+      if (following?.root === dir) return;
+      stopFollowing();
+      const current = await new ModelStore(dir).current();
+      const first = current === undefined ? undefined : new ModelStore(dir).dirOf(current.version);
+      const loaded = first === undefined ? Promise.resolve() : load(first);
+      if (first === undefined) node.status(status.idle('no model yet'));
+      following = {
+        root: dir,
+        subscription: currentVersionDirs(dir).subscribe({
+          next: (versionDir) => {
+            if (versionDir === requestedDir) return;
+            node.log(`model store ${dir}: current version ${versionOf(versionDir)}`);
+            load(versionDir).catch((err: Error) => {
+              node.status(status.failed(err));
+              node.error(`model store ${dir}: ${err.message}`);
+            });
+          },
+          error: (err: Error) => node.error(`model store ${dir}: ${err.message}`),
+        }),
+      };
+      return loaded;
+    }
+
+    function stopFollowing(): void {
+      following?.subscription.unsubscribe();
+      following = undefined;
+    }
+
     function modelDirOf(msg: NodeMessage): string | undefined {
       const value: unknown = RED.util.evaluateNodeProperty(
         config.modelDir ?? '',
@@ -137,7 +183,9 @@ export = function (RED: NodeAPI) {
       const dir = modelDirOf({});
       if (dir === undefined) node.status(status.idle('no model'));
       else {
-        load(dir).catch((err: Error) => {
+        const using = use(dir);
+        ready = using.catch(() => undefined);
+        using.catch((err: Error) => {
           node.status(status.failed(err));
           node.error(`model directory ${dir}: ${err.message}`);
         });
@@ -150,8 +198,17 @@ export = function (RED: NodeAPI) {
 
       const trained = trainerModelDir(msg.payload);
       if (trained !== undefined) {
-        await load(resolvePath(RED, node, trained));
+        const using = use(resolvePath(RED, node, trained));
+        ready = using.catch(() => undefined);
+        await using;
         return;
+      }
+      await ready;
+      if (following !== undefined && requestedDir === undefined) {
+        throw new Error(
+          `${following.root}: no model yet: neither a model directory (no model.json) nor a ` +
+            `model store with a current version (no current.json)`,
+        );
       }
 
       const rows = rowsFrom(msg);
@@ -179,6 +236,7 @@ export = function (RED: NodeAPI) {
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
+      stopFollowing();
       subscription.unsubscribe();
       void allReleased.then(() => done());
     });
@@ -186,6 +244,13 @@ export = function (RED: NodeAPI) {
 
   RED.nodes.registerType('classifier-predict', PredictNode);
 };
+
+function isModelDirectory(dir: string): Promise<boolean> {
+  return stat(join(dir, MODEL_JSON)).then(
+    () => true,
+    () => false,
+  );
+}
 
 function readSettings(config: PredictConfig): Settings {
   const mode = config.thresholdMode || 'f1';
@@ -281,7 +346,8 @@ function sendScores(
   const { labels } = predictor;
   const k = labels.length;
   const thresholds = thresholdsFor(predictor, settings.mode, settings.threshold);
-  const model = { dir: predictor.dir, labels: [...labels] };
+  const version = versionOf(predictor.dir);
+  const model = { dir: predictor.dir, labels: [...labels], ...(version && { version }) };
   const rest: NodeMessage = { ...msg };
   delete rest.payload;
   const perRowSource = Array.isArray(msg.source) && msg.source.length === rows.rows;

@@ -1,3 +1,4 @@
+import { readdir } from 'fs/promises';
 import type { Node, NodeAPI, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { LayersModel } from '@tensorflow/tfjs';
 import {
@@ -20,6 +21,14 @@ import { DEFAULT_SETTINGS, settingsTable } from '../../src/settings';
 import { BUSY_POLICIES, BusyPolicy, DropReason, whileBusy } from '../../src/streams/busy';
 import { evaluate } from '../../src/streams/evaluate';
 import { SavedEvent, save } from '../../src/streams/save';
+import {
+  STORE_METRICS,
+  StoreMetric,
+  StoreOptions,
+  StoredEvent,
+  saveVersion,
+} from '../../src/streams/store';
+import { ModelStore, isModelStore } from '../../src/store/model-store';
 import { train } from '../../src/streams/train';
 import { DEFAULT_TRAIN_OPTIONS, EpochStats, TrainOptions } from '../../src/train/trainer';
 import {
@@ -49,12 +58,17 @@ interface TrainerConfig extends NodeDef {
   modelDirType?: string;
   busy?: string;
   queueLength?: string | number;
+  saveAs?: string;
+  keep?: string | number;
+  metric?: string;
 }
 
 interface TrainerSettings {
   options: TrainOptions;
   busy: BusyPolicy;
   queueLength: number;
+  /** Versions in a model store, promoted by a test metric; undefined: one model directory. */
+  store?: Required<StoreOptions>;
 }
 
 /** Where models go when the settings name no folder: inside the Node-RED user directory. */
@@ -71,7 +85,8 @@ const WHY: Record<EndReason, string> = {
   closed: 'training cancelled: the node is stopping (redeploy or shutdown); nothing saved',
 };
 
-type SavedResult = Extract<SavedEvent, { type: 'result' }>;
+type SavedResult = Extract<SavedEvent, { type: 'result' }> &
+  Partial<Pick<Extract<StoredEvent, { type: 'result' }>, 'promotion'>>;
 
 /**
  * One input data set on its way through the busy policy. Its input message is completed exactly
@@ -117,6 +132,7 @@ class Job {
 }
 
 export = function (RED: NodeAPI) {
+
   function TrainerNode(this: Node, config: TrainerConfig) {
     RED.nodes.createNode(this, config);
     setUp(this, config);
@@ -161,9 +177,20 @@ export = function (RED: NodeAPI) {
 
     const deliver = (job: Job, saved: SavedResult) => {
       node.log(`model saved: ${saved.dir}`);
-      job.send([{ ...job.msg, payload: resultOf(saved, job.hyperparameters) }, null]);
+      if (saved.promotion !== undefined) node.log(saved.promotion.reason);
+      const payload = resultOf(saved, job.hyperparameters, settings.store && job.modelDir);
+      job.send([{ ...job.msg, payload }, null]);
       const stopped = job.stop.signal.aborted && saved.result.stoppedEarly;
-      node.status(status.done(stopped ? 'stopped' : 'saved'));
+      const promotion = saved.promotion;
+      node.status(
+        status.done(
+          promotion === undefined
+            ? stopped
+              ? 'stopped'
+              : 'saved'
+            : `${promotion.version} ${promotion.promoted ? 'promoted' : 'kept out'}`,
+        ),
+      );
       job.finish();
     };
 
@@ -184,7 +211,9 @@ export = function (RED: NodeAPI) {
             else model = e.result.model;
           }),
           evaluate(),
-          save(job.modelDir, job.hyperparameters),
+          settings.store === undefined
+            ? save(job.modelDir, job.hyperparameters)
+            : saveVersion(job.modelDir, job.hyperparameters, settings.store),
           tap((e) => {
             if (e.type !== 'result') return;
             e.result.model.dispose();
@@ -233,15 +262,33 @@ export = function (RED: NodeAPI) {
       job.cancel.next();
     };
 
+    const rollback = async (msg: NodeMessageInFlow, send: Send) => {
+      const root = modelDirOf(RED, node, config, msg);
+      if (settings.store === undefined) {
+        throw new Error('msg.rollback: the trainer saves one model directory, not versions');
+      }
+      const wanted = typeof msg.rollback === 'string' ? msg.rollback : undefined;
+      const current = await new ModelStore(root).rollback(wanted);
+      node.log(`model store ${root}: rolled back to ${current.version}`);
+      node.status(status.done(`rolled back ${current.version}`));
+      send([{ ...msg, payload: { modelDir: root, version: current.version, current } }, null]);
+    };
+
     onInput(node, async (msg, send) => {
       if (msg.cancel || msg.stop) {
         control(msg);
         return;
       }
+      if (msg.rollback !== undefined && msg.rollback !== false) {
+        await rollback(msg, send);
+        return;
+      }
       const data = dataSetFrom(msg.payload);
       const backend = await backendFor(node);
       const modelDir = modelDirOf(RED, node, config, msg);
-      await checkModelTarget(modelDir);
+      await (settings.store === undefined
+        ? checkModelTarget(modelDir)
+        : checkStoreTarget(modelDir));
       const job = new Job(
         msg,
         (out) => closing || send(out),
@@ -346,7 +393,41 @@ function settingsOf(config: TrainerConfig): TrainerSettings {
       integer(1),
       'an integer >= 1',
     ),
+    store: storeSettingsOf(config),
   };
+}
+
+function storeSettingsOf(config: TrainerConfig): Required<StoreOptions> | undefined {
+  const saveAs = config.saveAs || 'directory';
+  if (saveAs !== 'directory' && saveAs !== 'store') {
+    throw new Error(`save as: expected directory or store, got "${saveAs}"`);
+  }
+  if (saveAs === 'directory') return undefined;
+  const metric = config.metric || 'averagePrecision';
+  if (!(STORE_METRICS as readonly string[]).includes(metric)) {
+    throw new Error(`metric: expected one of ${STORE_METRICS.join(', ')}, got "${metric}"`);
+  }
+  return {
+    keep: numberSetting(
+      config.keep ?? 5,
+      'versions kept',
+      (v) => Number.isInteger(v) && v >= 1,
+      'an integer >= 1',
+    ),
+    metric: metric as StoreMetric,
+  };
+}
+
+/** A model store may start in a missing or empty folder, or one that is a store already. */
+async function checkStoreTarget(dir: string): Promise<void> {
+  if (await isModelStore(dir)) return;
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  if (entries.length > 0) {
+    throw new Error(
+      `${dir}: the folder is not empty and is no model store (no versions folder or ` +
+        `current.json); choose another folder for the model store`,
+    );
+  }
 }
 
 /** A checkbox setting; hand-written flows may hold it as text. */
@@ -390,14 +471,26 @@ function hyperparametersOf(
 function resultOf(
   saved: SavedResult,
   hyperparameters: Record<string, string | number | boolean>,
+  store?: string,
 ): Record<string, unknown> {
   const { result, data, evaluation } = saved;
   const reports = Object.entries(evaluation.reports).filter(
     (entry): entry is [string, EvaluationReport] => entry[1] !== undefined,
   );
   const predictions = Object.entries(evaluation.predictions).filter(([, p]) => p !== undefined);
+  // A model store's root: predict nodes given it follow whichever version is current.
+  const where =
+    store === undefined || saved.promotion === undefined
+      ? { modelDir: saved.dir }
+      : {
+          modelDir: store,
+          versionDir: saved.dir,
+          version: saved.promotion.version,
+          promoted: saved.promotion.promoted,
+          promotion: { ...saved.promotion },
+        };
   return {
-    modelDir: saved.dir,
+    ...where,
     labels: [...data.labels],
     dim: data.dim,
     history: result.history.map((epoch) => ({ ...epoch })),

@@ -66,6 +66,7 @@ export async function saveModelDirectory(
     // mkdtemp makes a private folder; a model folder is as readable as any other the user makes.
     await chmod(temp, 0o777 & ~process.umask());
     await writeLayersModel(record.model, temp);
+    await pauseForTests();
     await writeFile(join(temp, LABELS_FILE), record.labels.join('\n') + '\n');
     await writeFile(join(temp, HYPERPARAMETERS_FILE), toParameterCsv(record.hyperparameters));
     await writeFile(join(temp, SAMPLES_FILE), toSamplesCsv(record.samples));
@@ -82,6 +83,16 @@ export async function saveModelDirectory(
     await rm(temp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Holds a save half-way, with the weights written and the rest not, for as many ms as
+ * `CUSTOM_CLASSIFIER_TEST_PAUSE_SAVE_MS` says: tests kill the process there to show that a save
+ * that never finished is never taken for a model.
+ */
+async function pauseForTests(): Promise<void> {
+  const ms = Number(process.env.CUSTOM_CLASSIFIER_TEST_PAUSE_SAVE_MS ?? 0);
+  if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

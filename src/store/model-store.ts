@@ -8,8 +8,10 @@
  *     <store>/versions/v0002/ ...
  *     <store>/current.json    {"version": "v0002", "metric": ..., "score": ..., ...}
  */
+import { unwatchFile, watchFile } from 'fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'fs/promises';
-import { join } from 'path';
+import { basename, dirname, join } from 'path';
+import { Observable } from 'rxjs';
 import { MODEL_JSON } from './model-files';
 import { LABELS_FILE } from './model-directory';
 
@@ -128,12 +130,12 @@ export class ModelStore {
     return removed;
   }
 
-  /** Folders left by saves that never finished (a process that died while writing). */
+  /** What saves that never finished left (a process that died while writing): hidden folders. */
   private async removeLeftovers(): Promise<void> {
     const names = await readdir(join(this.root, VERSIONS_FOLDER)).catch(() => [] as string[]);
     const mine = `.saving-${process.pid}-`;
     for (const name of names) {
-      if (name.startsWith('.saving-') && !name.startsWith(mine)) {
+      if (name.startsWith('.') && !name.includes(mine)) {
         await rm(join(this.root, VERSIONS_FOLDER, name), { recursive: true, force: true });
       }
     }
@@ -154,4 +156,38 @@ function numberOf(version: string): number {
 
 function byNumber(a: string, b: string): number {
   return numberOf(a) - numberOf(b);
+}
+
+/**
+ * The folder of the store's current version, now and whenever `current.json` names another one
+ * (polled every `intervalMs`: a rename is seen on every file system, where change events are
+ * not). Emits nothing while the store has no current version; errors reading it are emitted.
+ */
+export function currentVersionDirs(root: string, intervalMs = 500): Observable<string> {
+  const store = new ModelStore(root);
+  const file = join(root, CURRENT_FILE);
+  return new Observable<string>((subscriber) => {
+    let last: string | undefined;
+    const check = () => {
+      store.current().then(
+        (current) => {
+          const dir = current === undefined ? undefined : store.dirOf(current.version);
+          if (dir !== undefined && dir !== last) {
+            last = dir;
+            subscriber.next(dir);
+          }
+        },
+        (err: unknown) => subscriber.error(err),
+      );
+    };
+    check();
+    watchFile(file, { interval: intervalMs }, check);
+    return () => unwatchFile(file, check);
+  });
+}
+
+/** The version a model folder is, when it lies in a store's versions folder. */
+export function versionOf(dir: string): string | undefined {
+  const name = basename(dir);
+  return basename(dirname(dir)) === VERSIONS_FOLDER && /^v\d+$/.test(name) ? name : undefined;
 }

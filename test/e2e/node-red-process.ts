@@ -54,12 +54,17 @@ export class NodeRedProcess {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts Node-RED; after {@link kill} it starts again on the same user directory, with the
+   * flows deployed before. `env` is added to the process's environment.
+   */
+  async start(env: Record<string, string> = {}): Promise<void> {
     this.port = await freePort();
     const settings = prepareUserDir(this.userDir, { port: this.port, tours: false });
     const red = require.resolve('node-red/red.js');
     this.child = spawn(process.execPath, [red, '--userDir', this.userDir, '--settings', settings], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     const collect = (chunk: Buffer) => this.log.push(...chunk.toString().split('\n'));
     this.child.stdout!.on('data', collect);
@@ -124,6 +129,16 @@ export class NodeRedProcess {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** Kills Node-RED at once (SIGKILL), as a power cut would; the user directory stays. */
+  async kill(): Promise<void> {
+    this.socket?.close();
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
   }
 
   async stop(): Promise<void> {
