@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import helper from 'node-red-node-test-helper';
+import nodeRed from 'node-red';
 import { Random } from '../src/random';
 import { initBackend } from '../src/train/backend';
 import { trainingCacheBytes } from './npz-writer';
@@ -17,6 +18,7 @@ import mixup from '../nodes/mixup/mixup';
 import smoothing from '../nodes/label-smoothing/label-smoothing';
 import trainer from '../nodes/trainer/trainer';
 import evaluator from '../nodes/evaluator/evaluator';
+import { copyTypedArraysWhole } from '../nodes/shared/message-copy';
 import { EventEmitter } from 'events';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 50000);
@@ -75,6 +77,9 @@ async function main(): Promise<void> {
   const dataMiB = (data.x.byteLength + data.y.byteLength) / 2 ** 20;
 
   helper.init(require.resolve('node-red'));
+  // The nodes add this hook through their node API, which in a real runtime carries the hooks
+  // and in the test helper's does not.
+  copyTypedArraysWhole(nodeRed);
   await new Promise<void>((resolve) => helper.startServer(() => resolve()));
   const nodes = [loader, upsampler, mixup, smoothing, trainer, evaluator];
   const flow = [

@@ -127,9 +127,73 @@ predict = flow('c3d0', 'Predict', 'Scores embeddings with a saved model.', [
      'statusVal': 'payload[0].label', 'statusType': 'msg', 'wires': [], 'x': 580, 'y': 100},
 ])
 
+def retrain_flow(prefix, label, trigger, extra, comment):
+    """trigger -> loader (settles, holds out test files) -> trainer (model store) -> debug, and
+    an inject that retrains at once."""
+    i = lambda n: nid(prefix, n)
+    recordings = f'{PKG}/recordings'
+    return flow(prefix, label, comment, [
+        {'id': i(1), 'type': 'comment', 'name': label, 'info': comment, 'x': 200, 'y': 40},
+        dict({'id': i(2), 'wires': [[i(4)]], 'x': 140, 'y': 100}, **trigger),
+        {'id': i(3), 'type': 'inject', 'name': 'retrain now', 'props': [], 'repeat': '',
+         'once': False, 'wires': [[i(4)]], 'x': 140, 'y': 160},
+        {'id': i(4), 'type': 'classifier-loader', 'name': '', 'mode': 'file', 'path': recordings,
+         'pathType': 'str', 'format': 'folder', 'labelColumn': '', 'labelSeparator': ',',
+         'fileColumn': '', 'startColumn': '', 'endColumn': '', 'ignoreColumns': '',
+         'delimiter': 'auto', 'validationSplit': 0.25, 'seed': 1, 'testData': '',
+         'holdout': 0.2, 'settle': 2, 'cropMode': 'center', 'overlap': 0, 'fmin': 0,
+         'fmax': 15000, 'audioSpeed': 1, 'embedder': 'builtin', 'modelPath': '',
+         'modelSampleRate': 48000, 'modelInputSeconds': 3, 'modelOutput': '',
+         'customLayers': '', 'cacheDir': '', 'wires': [[i(5)]], 'x': 360, 'y': 120},
+        {'id': i(5), 'type': 'classifier-trainer', 'name': '', 'epochs': 30, 'batchSize': 32,
+         'learningRate': 0.01, 'hiddenUnits': 0, 'dropout': 0, 'focalLoss': False,
+         'focalGamma': 2, 'focalAlpha': 0.25, 'l2': 0.00001, 'weightDecay': 0.004,
+         'allowNoValidation': False, 'modelDir': extra['store'], 'modelDirType': 'str',
+         'saveAs': 'store', 'keep': 5, 'metric': 'averagePrecision', 'busy': 'queue',
+         'queueLength': 1, 'wires': [[i(6)], []], 'x': 580, 'y': 120},
+        {'id': i(6), 'type': 'debug', 'name': 'promotion', 'active': True, 'tosidebar': True,
+         'console': False, 'tostatus': True, 'complete': 'payload.promotion', 'targetType': 'msg',
+         'statusVal': 'payload.promotion.reason', 'statusType': 'msg', 'wires': [],
+         'x': 800, 'y': 120},
+    ])
+
+
+watched = retrain_flow(
+    'e5b0', 'Retrain when clips arrive',
+    {'type': 'watch', 'name': 'recorder folder', 'files': f'{PKG}/recordings', 'recursive': True},
+    {'store': 'custom-classifier/watched-store'},
+    'Retrains whenever the training folder changes: a watch node fires when a recorder writes a '
+    'clip, the loader waits until nothing has changed for 2 s (a clip still being written is never '
+    'read half-way, and a burst of writes is one retraining) and embeds only new clips (the rest '
+    'come from the embedding cache). The trainer saves each run as a new version in the model '
+    'store custom-classifier/watched-store and makes it current only when it scores at least as '
+    'well as the current one on the same held-out files (a fifth of the files, chosen by a hash of '
+    'their path). A predict node whose model directory is the store follows the current version. '
+    'Press "retrain now" for a first model. For your recorder, set the watch node and the loader '
+    'to its folder, as an absolute path: the watch node takes relative paths from the folder '
+    'Node-RED was started in. Send msg.rollback = true to the trainer to go back a version.')
+
+mqtt = retrain_flow(
+    'f6a0', 'Retrain on an MQTT message',
+    {'type': 'mqtt in', 'name': 'sensor says: new clips', 'topic': 'recorder/clips', 'qos': '1',
+     'datatype': 'utf8', 'broker': nid('f6a0', 99), 'nl': False, 'rap': True, 'rh': 0,
+     'inputs': 0},
+    {'store': 'custom-classifier/mqtt-store'},
+    'Retrains when a sensor or recorder publishes to the MQTT topic recorder/clips (any payload): '
+    'the loader waits until the training folder has settled, and messages that arrive meanwhile '
+    'are one retraining. Set the broker (here localhost:1883) and the loader\'s path to your own. '
+    'Versions go to the model store custom-classifier/mqtt-store; the better one becomes current. '
+    'Press "retrain now" to train without a broker.')
+mqtt.append({'id': nid('f6a0', 99), 'type': 'mqtt-broker', 'name': 'local broker',
+             'broker': 'localhost', 'port': '1883', 'clientid': '', 'autoConnect': True,
+             'usetls': False, 'protocolVersion': '4', 'keepalive': '60', 'cleansession': True,
+             'autoUnsubscribe': True})
+
 os.makedirs(OUT, exist_ok=True)
 for name, nodes in [('train-from-a-folder', folder), ('train-from-a-csv-table', table),
-                    ('train-from-recordings', recordings), ('predict', predict)]:
+                    ('train-from-recordings', recordings), ('predict', predict),
+                    ('retrain-when-clips-arrive', watched),
+                    ('retrain-on-an-mqtt-message', mqtt)]:
     with open(os.path.join(OUT, f'{name}.json'), 'w') as f:
         json.dump(nodes, f, indent=2)
         f.write('\n')

@@ -8,6 +8,7 @@ import { reportToCsv, reportToJson } from '../../src/evaluate/report';
 import { PartChoice, loadPredictor, scoreDataSet } from '../../src/streams/predict';
 import { EpochStats } from '../../src/train/trainer';
 import { backendFor, dataSetFrom, onInput, resolvePath, status } from '../shared/runtime';
+import { copyTypedArraysWhole } from '../shared/message-copy';
 
 interface EvaluatorConfig extends NodeDef {
   part: string;
@@ -45,6 +46,8 @@ const PICTURE_FILES: Record<keyof Pictures, string> = {
 };
 
 export = function (RED: NodeAPI) {
+  copyTypedArraysWhole(RED);
+
   function EvaluatorNode(this: Node, config: EvaluatorConfig) {
     RED.nodes.createNode(this, config);
     setUp(this, config);

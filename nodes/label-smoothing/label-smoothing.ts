@@ -3,6 +3,7 @@ import { lastValueFrom, of } from 'rxjs';
 import { summarize } from '../../src/dataset/dataset';
 import { smooth } from '../../src/streams/augment';
 import { dataSetFrom, numberSetting, onInput, status } from '../shared/runtime';
+import { copyTypedArraysWhole } from '../shared/message-copy';
 
 interface LabelSmoothingConfig extends NodeDef {
   enabled?: boolean;
@@ -10,6 +11,8 @@ interface LabelSmoothingConfig extends NodeDef {
 }
 
 export = function (RED: NodeAPI) {
+  copyTypedArraysWhole(RED);
+
   function LabelSmoothingNode(this: Node, config: LabelSmoothingConfig) {
     RED.nodes.createNode(this, config);
     // Placing the node in a flow asks for smoothing; the checkbox lets a user switch it off.

@@ -4,12 +4,15 @@ import { mixupCount } from '../../src/augment/mixup';
 import { summarize } from '../../src/dataset/dataset';
 import { mixup } from '../../src/streams/augment';
 import { dataSetFrom, onInput, status } from '../shared/runtime';
+import { copyTypedArraysWhole } from '../shared/message-copy';
 
 interface MixupConfig extends NodeDef {
   enabled?: boolean;
 }
 
 export = function (RED: NodeAPI) {
+  copyTypedArraysWhole(RED);
+
   function MixupNode(this: Node, config: MixupConfig) {
     RED.nodes.createNode(this, config);
     // Placing the node in a flow asks for mixup; the checkbox lets a user switch it off for a run.

@@ -40,6 +40,7 @@ import {
   resolvePath,
   status,
 } from '../shared/runtime';
+import { copyTypedArraysWhole } from '../shared/message-copy';
 
 /** The editor's settings, as Node-RED stores them in the flow. */
 interface TrainerConfig extends NodeDef {
@@ -132,6 +133,7 @@ class Job {
 }
 
 export = function (RED: NodeAPI) {
+  copyTypedArraysWhole(RED);
 
   function TrainerNode(this: Node, config: TrainerConfig) {
     RED.nodes.createNode(this, config);

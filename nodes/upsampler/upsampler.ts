@@ -4,6 +4,7 @@ import { UPSAMPLING_MODES, UpsamplingMode } from '../../src/augment/upsample';
 import { summarize } from '../../src/dataset/dataset';
 import { upsample } from '../../src/streams/augment';
 import { dataSetFrom, numberSetting, onInput, status } from '../shared/runtime';
+import { copyTypedArraysWhole } from '../shared/message-copy';
 
 interface UpsamplerConfig extends NodeDef {
   ratio?: string | number;
@@ -16,6 +17,8 @@ interface Upsampling {
 }
 
 export = function (RED: NodeAPI) {
+  copyTypedArraysWhole(RED);
+
   function UpsamplerNode(this: Node, config: UpsamplerConfig) {
     RED.nodes.createNode(this, config);
 

@@ -10,6 +10,7 @@ const INPUT_PATHS: Record<string, string[]> = {
   'classifier-loader': ['path', 'testData'],
   'classifier-predict': ['modelDir'],
   'classifier-evaluator': ['modelDir'],
+  watch: ['files'],
 };
 
 /** What a particular example must have produced, beyond reaching its debug nodes. */
@@ -106,7 +107,11 @@ describe('example flows in a running Node-RED', function () {
         expect([...seen]).to.include.members(debugIds);
 
         for (const trainer of flow.filter((n) => n.type === 'classifier-trainer')) {
-          const dir = join(red.userDir, String(trainer.modelDir));
+          let dir = join(red.userDir, String(trainer.modelDir));
+          if (trainer.saveAs === 'store') {
+            const current = JSON.parse(readFileSync(join(dir, 'current.json'), 'utf8'));
+            dir = join(dir, 'versions', current.version as string);
+          }
           for (const file of ['model.json', 'weights.bin', 'labels.txt', 'evaluation.json']) {
             expect(existsSync(join(dir, file)), `${dir}/${file}`).to.equal(true);
           }

@@ -65,6 +65,8 @@ export class NodeRedProcess {
     this.child = spawn(process.execPath, [red, '--userDir', this.userDir, '--settings', settings], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
+      // In its user directory, as `node-red` is usually started: relative paths resolve there.
+      cwd: this.userDir,
     });
     const collect = (chunk: Buffer) => this.log.push(...chunk.toString().split('\n'));
     this.child.stdout!.on('data', collect);

@@ -1,10 +1,12 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import type { Node, NodeMessage } from 'node-red';
 import type { SinonSpy } from 'sinon';
+import loaderNode from '../../nodes/loader/loader';
+import predictNode from '../../nodes/predict/predict';
 import trainerNode from '../../nodes/trainer/trainer';
 import { DataSet, Part, createDataSet } from '../../src/dataset/dataset';
 import { Random } from '../../src/random';
@@ -82,10 +84,14 @@ const SPIED = ['log', 'status', 'warn', 'error', 'debug', 'trace', 'send'] as co
  */
 function forgetSpiedCalls(node: Node): void {
   helper.log().resetHistory();
-  for (const method of SPIED) (node[method] as unknown as SinonSpy).resetHistory();
+  for (const method of SPIED) (node[method] as unknown as Partial<SinonSpy>).resetHistory?.();
 }
 
 const MiB = 2 ** 20;
+
+// Node-RED's own watch node, as a flow uses it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const watchNode = require('@node-red/nodes/core/storage/23-watch.js') as unknown;
 
 describe('classifier-trainer node, twenty retrains in a row', function () {
   useNodeRed();
@@ -152,5 +158,91 @@ describe('classifier-trainer node, twenty retrains in a row', function () {
 
     await helper.unload();
     expect(tf.memory().numTensors, 'tensors once the node is closed').to.equal(baseline);
+  });
+
+  it('should hold as many tensors and about as much memory after 20 retrains from watch events (case 22)', async () => {
+    const folder = join(temp, 'recorder');
+    const store = join(temp, 'store');
+    const random = new Random('retrain-events');
+    /** An embeddings file of 4 segments of class c, as BirdNET-Analyzer writes them. */
+    const addFile = (c: number, name: string) => {
+      mkdirSync(join(folder, LABELS[c]), { recursive: true });
+      const lines = Array.from({ length: 4 }, (_, s) => {
+        const values = Array.from({ length: DIM }, (_, d) =>
+          ((d % LABELS.length === c ? 1 : 0) + random.uniform() - 0.5).toFixed(4),
+        );
+        return `${3 * s}\t${3 * s + 3}\t${values.join(',')}`;
+      });
+      writeFileSync(join(folder, LABELS[c], `${name}.txt`), lines.join('\n') + '\n');
+    };
+    for (let f = 0; f < 24; f++) addFile(f % LABELS.length, `start${f}`);
+
+    const baseline = tf.memory().numTensors;
+    await helper.load(
+      [watchNode, loaderNode, trainerNode, predictNode] as never,
+      [
+        { id: 'watcher', type: 'watch', files: folder, recursive: true, wires: [['load']] },
+        {
+          id: 'load',
+          type: 'classifier-loader',
+          path: folder,
+          settle: 0.3,
+          holdout: 0.25,
+          validationSplit: 0.25,
+          wires: [['t1']],
+        },
+        {
+          id: 't1',
+          type: 'classifier-trainer',
+          epochs: 3,
+          hiddenUnits: 32,
+          saveAs: 'store',
+          keep: 3,
+          modelDir: store,
+          wires: [['result'], []],
+        },
+        { id: 'result', type: 'helper' },
+        { id: 'predict', type: 'classifier-predict', modelDir: store, wires: [[]] },
+        { id: 'catcher', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
+        { id: 'caught', type: 'helper' },
+      ] as never,
+    );
+    const results: NodeMessage[] = [];
+    const caught: NodeMessage[] = [];
+    helper.getNode('result').on('input', (msg: NodeMessage) => results.push(msg));
+    helper.getNode('caught').on('input', (msg: NodeMessage) => caught.push(msg));
+    await sleep(300);
+
+    const tensors: number[] = [];
+    const rss: number[] = [];
+    for (let run = 1; run <= RUNS; run++) {
+      addFile(run % LABELS.length, `new${run}`);
+      await until(() => results.length === run || caught.length > 0, `the result of run ${run}`);
+      expect(caught, 'errors').to.have.length(0);
+      // Predict follows the store: let it load the version just made current, if any.
+      await sleep(700);
+      for (const id of ['watcher', 'load', 't1', 'predict']) forgetSpiedCalls(helper.getNode(id));
+      await settle();
+      tensors.push(tf.memory().numTensors);
+      rss.push(process.memoryUsage().rss);
+    }
+
+    const [first, last] = [rss[0], rss[RUNS - 1]];
+    const change = (last - first) / first;
+    const promoted = results.filter((m) => (m.payload as { promoted: boolean }).promoted).length;
+    process.stdout.write(
+      `      ${RUNS} retrains from watch events, ${promoted} promoted; tensors after run 1 ` +
+        `${tensors[0]}, after run ${RUNS} ${tensors[RUNS - 1]} (baseline ${baseline} before ` +
+        `the flow, predict holding the current model)\n` +
+        `      RSS after run 1 ${(first / MiB).toFixed(1)} MiB, after run ${RUNS} ` +
+        `${(last / MiB).toFixed(1)} MiB (${(100 * change).toFixed(1)}%)\n`,
+    );
+    expect(results).to.have.length(RUNS);
+    expect(tensors, 'tensors after each run').to.deep.equal(tensors.map(() => tensors[0]));
+    expect(change, 'RSS growth from run 1 to run 20').to.be.below(0.1);
+    expect(readdirSync(join(store, 'versions')).length).to.be.at.most(4);
+
+    await helper.unload();
+    expect(tf.memory().numTensors, 'tensors once the flow is closed').to.equal(baseline);
   });
 });
