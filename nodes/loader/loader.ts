@@ -11,6 +11,7 @@ import { CropMode } from '../../src/audio/segments';
 import { load } from '../../src/streams/load';
 import { lastChangeUnder, settle } from '../../src/streams/settle';
 import { Send, numberSetting, onInput, resolvePath, status } from '../shared/runtime';
+import { copyTypedArraysWhole } from '../shared/message-copy';
 
 /** The editor's settings, as Node-RED stores them in the flow. */
 interface LoaderConfig extends NodeDef {
@@ -60,6 +61,8 @@ interface SplitSettings {
 }
 
 export = function (RED: NodeAPI) {
+  copyTypedArraysWhole(RED);
+
   function LoaderNode(this: Node, config: LoaderConfig) {
     RED.nodes.createNode(this, config);
     const closing = new Subject<void>();
