@@ -14,8 +14,9 @@ import { evaluate as evaluateScores } from './evaluate/metrics';
 import { formatReportTable, reportToCsv } from './evaluate/report';
 import { PACKAGE } from './package-info';
 import { DEFAULT_SETTINGS, RunSettings, settingsTable } from './settings';
-import { checkModelTarget, loadModelDirectory } from './store/model-directory';
+import { Provenance, checkModelTarget, loadModelDirectory } from './store/model-directory';
 import { evaluate, load, mixup, save, smooth, train, upsample } from './streams';
+import { checkSameEmbedding } from './streams/predict';
 import { SavedEvent } from './streams/save';
 import { BACKENDS, initBackend } from './train/backend';
 import { predictScores } from './train/model';
@@ -430,18 +431,42 @@ function evaluateCommand(): Command {
     .requiredOption('--model <dir>', 'a model directory written by train')
     .requiredOption('--data <path>', 'labelled embeddings, as for train (also --i)')
     .option('--out <file>', 'also write the report as CSV');
-  return dataOptions(command).action(async (opts: EvaluateArgs) => runEvaluate(opts));
+  return dataOptions(command).action(async (opts: EvaluateArgs, cmd: Command) =>
+    runEvaluate(opts, (name) => cmd.getOptionValueSource(name) !== 'default'),
+  );
 }
 
-async function runEvaluate(a: EvaluateArgs): Promise<void> {
+/** The audio options of the command line, by the names `provenance.json` gives them. */
+const AUDIO_OPTIONS: { key: keyof CommonArgs; provenance: string }[] = [
+  { key: 'cropMode', provenance: 'Crop mode' },
+  { key: 'overlap', provenance: 'Overlap' },
+  { key: 'fmin', provenance: 'Fmin' },
+  { key: 'fmax', provenance: 'Fmax' },
+  { key: 'audioSpeed', provenance: 'Audio speed' },
+];
+
+/**
+ * Recordings are scored as the model's training recordings were cut and filtered: each audio
+ * option left at its default takes the model's value, and embeddings made otherwise (an option
+ * given with another value, another embedder) are refused, naming each difference.
+ */
+function withModelAudio(a: EvaluateArgs, model: Provenance, given: (key: string) => boolean) {
+  const audio = model.embedding.audio;
+  if (audio === undefined) return a;
+  const taken = AUDIO_OPTIONS.filter((o) => !given(o.key) && audio[o.provenance] !== undefined);
+  return { ...a, ...Object.fromEntries(taken.map((o) => [o.key, audio[o.provenance]])) };
+}
+
+async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Promise<void> {
   await initBackend({ prefer: a.backend, log });
   const saved = await loadModelDirectory(a.model);
   try {
     const data = await loadDataSet(a.data, {
-      ...loadOptions(a),
+      ...loadOptions(withModelAudio(a, saved.provenance, given)),
       validationSplit: 0,
       classes: saved.labels,
     });
+    checkSameEmbedding(data.embedding, saved.provenance, a.data);
     if (data.dim !== saved.dim) {
       throw new Error(
         `${a.data}: embeddings have ${data.dim} values, the model takes ${saved.dim}`,

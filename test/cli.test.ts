@@ -14,6 +14,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { promisify } from 'util';
 import { normalizeArgs } from '../src/cli';
+import { writeSyntheticRecordings } from '../src/audio/synthetic';
 import { writeDemoData } from '../src/demo';
 import { CLI } from './helpers';
 
@@ -179,6 +180,55 @@ describe('command line', () => {
     expect(plain.code).to.equal(1);
     expect(plain.stderr).to.include('is not a folder');
     expect(readFileSync(file, 'utf8')).to.equal('precious');
+
+    const below = await cli('train', '--data', data, '--out', join(file, 'model'));
+    expect(below.code).to.equal(1);
+    expect(below.stderr).to.include('cannot be a model directory');
+    expect(below.stderr, 'refused before training').to.not.include('epoch 1/');
+  });
+
+  it('should refuse to replace a model whose folder also holds other files', async () => {
+    const out = join(dir, 'with notes');
+    expect((await cli('train', '--data', data, '--out', out, '--epochs', '1')).code).to.equal(0);
+    writeFileSync(join(out, 'NOTES.md'), 'field notes');
+    const before = readFileSync(join(out, 'weights.bin'));
+
+    const again = await cli('train', '--data', data, '--out', out, '--epochs', '1');
+
+    expect(again.code).to.equal(1);
+    expect(again.stderr).to.include('also NOTES.md, which a new model would delete');
+    expect(readFileSync(join(out, 'NOTES.md'), 'utf8')).to.equal('field notes');
+    expect(readFileSync(join(out, 'weights.bin')).equals(before)).to.equal(true);
+  });
+
+  it("should evaluate recordings cut and filtered with the model's audio settings", async () => {
+    const clips = join(dir, 'clips');
+    await writeSyntheticRecordings(clips, { clipsPerClass: 2 });
+    const out = join(dir, 'segments model');
+    const audio = ['--crop-mode', 'segments', '--overlap', '1.5', '--fmin', '500'];
+    const trained = await cli('train', '--data', clips, '--out', out, '--epochs', '2', ...audio);
+    expect(trained.code, trained.stderr).to.equal(0);
+    const segments = Number(/recordings \(.*?\), (\d+) segments/.exec(trained.stderr)![1]);
+    // 5 folders x 2 clips; crop mode center would give fewer segments than this.
+    const center = await cli(
+      'train',
+      '--data',
+      clips,
+      '--out',
+      join(dir, 'center'),
+      '--epochs',
+      '1',
+    );
+    const centerSegments = Number(/recordings \(.*?\), (\d+) segments/.exec(center.stderr)![1]);
+    expect(segments).to.be.above(centerSegments);
+
+    const evaluated = await cli('evaluate', '--model', out, '--data', clips);
+    expect(evaluated.code, evaluated.stderr).to.equal(0);
+    expect(evaluated.stdout).to.include(`${segments} rows`);
+
+    const other = await cli('evaluate', '--model', out, '--data', clips, '--crop-mode', 'center');
+    expect(other.code).to.equal(1);
+    expect(other.stderr).to.include('Crop mode center (model: segments)');
   });
 
   it('should stop on Ctrl-C and leave the saved model as it was', async () => {

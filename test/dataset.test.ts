@@ -52,7 +52,7 @@ const CASE_13: readonly (readonly [number, number])[] = [
 ];
 
 /** Writes text files under `root`, creating their folders. */
-function write(root: string, files: Record<string, string>): void {
+function write(root: string, files: Record<string, string | Buffer>): void {
   for (const [name, text] of Object.entries(files)) {
     const path = join(root, name);
     mkdirSync(dirname(path), { recursive: true });
@@ -483,6 +483,27 @@ describe('dataset', () => {
       expect(text.x[0]).to.equal(Math.fround(firstValue));
       expect(text.x.every(Number.isFinite)).to.equal(true);
     });
+
+    it('should make each row without a recording a unit of its own', async () => {
+      // A and B: 10 rows each, 8 of them with an empty file cell, 2 from one recording each.
+      const lines = ['file,label,f1'];
+      for (const label of ['A', 'B']) {
+        for (let r = 0; r < 10; r++) lines.push(`${r < 2 ? `${label}${r}.wav` : ''},${label},${r}`);
+      }
+      write(dir, { 'gaps.csv': lines.join('\n') + '\n' });
+
+      const data = await loadDataSet(join(dir, 'gaps.csv'), {
+        labelColumn: 'label',
+        fileColumn: 'file',
+      });
+
+      expect(data.sources.filter((s) => s === undefined)).to.have.length(16);
+      // 10 units per class -> trunc(10 * 0.8) = 8 train / 2 validation rows, as without files.
+      expect(countParts(data, byLabels(data))).to.deep.equal({
+        '1,0': [8, 2, 0],
+        '0,1': [8, 2, 0],
+      });
+    });
   });
 
   describe('errors on bad input', () => {
@@ -574,6 +595,44 @@ describe('dataset', () => {
 
       expect(err.message).to.include('comma.csv').and.include('line 2');
       expect(err.message).to.include('"0,75"');
+    });
+
+    it('should refuse a table that is not UTF-8, naming the line, rather than merge labels', async () => {
+      // "Café" and "Cafè" in Windows-1252: bytes e9 and e8, which are no UTF-8.
+      const latin1 = Buffer.from('label,f1\nCaf\xe9,0.1\nCaf\xe8,0.3\nNoise,0.5\n', 'latin1');
+      write(dir, { 'latin1.csv': latin1 });
+
+      const err = await refusal(loadDataSet(join(dir, 'latin1.csv'), { labelColumn: 'label' }));
+
+      expect(err.message).to.include('latin1.csv').and.include('line 2');
+      expect(err.message).to.include('not UTF-8');
+    });
+
+    it('should refuse header names that are empty or repeated, naming the column', async () => {
+      write(dir, {
+        'trailing.csv': 'label,f1,f2,\nA,1,2,\n',
+        'index.csv': ',label,f1\n0,A,1\n',
+        'twice.csv': 'label,f1,label\nA,1,x\n',
+      });
+      const load = (name: string) =>
+        refusal(loadDataSet(join(dir, name), { labelColumn: 'label' }));
+
+      const [trailing, index, twice] = await Promise.all(
+        ['trailing.csv', 'index.csv', 'twice.csv'].map(load),
+      );
+
+      expect(trailing.message).to.include('line 1: column 4 has no name');
+      expect(trailing.message).to.include('delimiter at the end');
+      expect(index.message).to.include('line 1: column 1 has no name').and.include('index=False');
+      expect(twice.message).to.include('two columns are named "label"');
+    });
+
+    it('should refuse a value beyond 32-bit floats, which would train on Infinity', async () => {
+      write(dir, { 'huge.csv': 'label,f1\nA,3.4e38\nB,1e39\n' });
+
+      const err = await refusal(loadDataSet(join(dir, 'huge.csv'), { labelColumn: 'label' }));
+
+      expect(err.message).to.include('line 3, column "f1"').and.include('1e39');
     });
 
     it('should read a .tsv with tabs, commas inside a label cell meaning several labels', async () => {

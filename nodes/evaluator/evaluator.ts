@@ -3,7 +3,12 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { dirname, join } from 'path';
 import { DataSet } from '../../src/dataset/dataset';
 import { evaluate } from '../../src/evaluate/metrics';
-import { confusionSvg, precisionRecallSvg, trainingCurvesSvg } from '../../src/evaluate/plots';
+import {
+  CHART_FILES,
+  confusionSvg,
+  precisionRecallSvg,
+  trainingCurvesSvg,
+} from '../../src/evaluate/plots';
 import { reportToCsv, reportToJson } from '../../src/evaluate/report';
 import { PartChoice, loadPredictor, scoreDataSet } from '../../src/streams/predict';
 import { EpochStats } from '../../src/train/trainer';
@@ -39,11 +44,7 @@ interface Pictures {
   confusion?: string;
 }
 
-const PICTURE_FILES: Record<keyof Pictures, string> = {
-  curves: 'curves.svg',
-  precisionRecall: 'precision-recall.svg',
-  confusion: 'confusion.svg',
-};
+const PICTURE_FILES: Record<keyof Pictures, string> = CHART_FILES;
 
 export = function (RED: NodeAPI) {
   copyTypedArraysWhole(RED);

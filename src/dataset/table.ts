@@ -50,6 +50,7 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
   try {
     for await (const { record, info } of parser as AsyncIterable<CsvRecord>) {
       const line = info.lines;
+      checkUtf8(record, path, line);
       if (header === undefined) {
         header = record;
         layout = planColumns(path, header, options);
@@ -86,6 +87,19 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
   };
 }
 
+/** What a byte that is not UTF-8 decodes to. */
+const NOT_UTF8 = '\uFFFD';
+
+/** Refuses a line of another encoding: its labels would silently merge into one. */
+function checkUtf8(record: string[], path: string, line: number): void {
+  if (record.some((cell) => cell.includes(NOT_UTF8))) {
+    throw new Error(
+      `${path}: line ${line}: not UTF-8 text (saved as Windows-1252 or Latin-1?); ` +
+        `save the table as UTF-8`,
+    );
+  }
+}
+
 interface CsvRecord {
   record: string[];
   info: { lines: number };
@@ -100,6 +114,20 @@ interface Layout {
 }
 
 function planColumns(path: string, header: string[], options: TableOptions): Layout {
+  header.forEach((name, i) => {
+    if (name === '') {
+      const hint =
+        i === header.length - 1
+          ? ' (a delimiter at the end of the line?)'
+          : i === 0
+            ? ' (a row index, as pandas writes one? save the table with index=False)'
+            : '';
+      throw new Error(`${path}: line 1: column ${i + 1} has no name${hint}`);
+    }
+    if (header.indexOf(name) !== i) {
+      throw new Error(`${path}: line 1: two columns are named "${name}"; names must differ`);
+    }
+  });
   const find = (name: string | undefined, what: string): number | undefined => {
     if (name === undefined) return undefined;
     const index = header.indexOf(name);
@@ -128,7 +156,11 @@ const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 export function parseNumber(cell: string, path: string, line: number, column: string): number {
   if (NUMBER.test(cell)) {
     const value = Number(cell);
-    if (Number.isFinite(value)) return value;
+    if (Number.isFinite(Math.fround(value))) return value;
+    throw new Error(
+      `${path}: line ${line}, column "${column}": ${cell} is beyond the range of 32-bit floats ` +
+        `(about 3.4e38)`,
+    );
   }
   const hint = /^[+-]?\d+,\d+$/.test(cell)
     ? ' (a decimal comma? write numbers with a decimal point)'
@@ -145,7 +177,8 @@ function sourceOf(
   line: number,
   header: string[],
 ): Source | undefined {
-  if (layout.file === undefined) return undefined;
+  // A row without a recording is a unit of its own, as in a table without a file column.
+  if (layout.file === undefined || record[layout.file] === '') return undefined;
   const time = (i: number | undefined) =>
     i === undefined ? undefined : parseNumber(record[i], path, line, header[i]);
   return { file: record[layout.file], start: time(layout.start), end: time(layout.end) };

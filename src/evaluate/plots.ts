@@ -36,6 +36,13 @@ function offlineLoader(refused: string[]): Loader {
   return { load: refuse, sanitize: refuse, http: refuse, file: refuse };
 }
 
+/** The file each chart is written to, where charts are written to a folder. */
+export const CHART_FILES = {
+  curves: 'curves.svg',
+  precisionRecall: 'precision-recall.svg',
+  confusion: 'confusion.svg',
+} as const;
+
 /**
  * Compiles a Vega-Lite chart and renders it to an SVG document (`<svg ...>...</svg>`). A chart
  * that asks for data or images by URL is refused: nothing is fetched.

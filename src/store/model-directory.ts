@@ -3,9 +3,10 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile }
 import { basename, dirname, join } from 'path';
 import { DataSetSummary, EmbeddingInfo } from '../dataset/dataset';
 import { EvaluationReport } from '../evaluate/metrics';
+import { CHART_FILES } from '../evaluate/plots';
 import { reportToCsv, reportToJson } from '../evaluate/report';
 import { EpochStats } from '../train/trainer';
-import { MODEL_JSON, readLayersModel, writeLayersModel } from './model-files';
+import { MODEL_JSON, WEIGHTS_BIN, readLayersModel, writeLayersModel } from './model-files';
 
 export const LABELS_FILE = 'labels.txt';
 export const HYPERPARAMETERS_FILE = 'hyperparameters.csv';
@@ -95,21 +96,47 @@ async function pauseForTests(): Promise<void> {
   if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** The files a model directory may hold: what a save writes, and the evaluator's charts. */
+const MODEL_FOLDER_FILES = new Set([
+  MODEL_JSON,
+  WEIGHTS_BIN,
+  LABELS_FILE,
+  HYPERPARAMETERS_FILE,
+  SAMPLES_FILE,
+  HISTORY_FILE,
+  EVALUATION_CSV,
+  EVALUATION_JSON,
+  PROVENANCE_FILE,
+  ...Object.values(CHART_FILES),
+]);
+
 /**
  * Refuses to save over anything but an earlier model: `dir` may be missing, an empty folder, or a
- * folder holding `model.json` and `labels.txt`. A mistyped output path must never delete files.
+ * folder holding `model.json`, `labels.txt` and no file that a model directory does not hold,
+ * since replacing the model replaces the folder. A mistyped output path must never delete files.
  */
 export async function checkModelTarget(dir: string): Promise<void> {
-  const info = await stat(dir).catch(() => undefined);
+  const info = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw new Error(`${dir}: cannot be a model directory: ${err.message}`);
+  });
   if (info === undefined) return;
   if (!info.isDirectory()) {
     throw new Error(`${dir}: exists and is not a folder; refusing to replace it with a model`);
   }
   const entries = await readdir(dir);
-  if (entries.length > 0 && !(entries.includes(MODEL_JSON) && entries.includes(LABELS_FILE))) {
+  if (entries.length === 0) return;
+  if (!(entries.includes(MODEL_JSON) && entries.includes(LABELS_FILE))) {
     throw new Error(
       `${dir}: the folder is not empty and holds no model (no ${MODEL_JSON} and ${LABELS_FILE}); ` +
         `refusing to replace it: choose another model directory`,
+    );
+  }
+  const others = entries.filter((name) => !MODEL_FOLDER_FILES.has(name));
+  if (others.length > 0) {
+    throw new Error(
+      `${dir}: holds a model and also ${others.join(', ')}, which a new model would delete; ` +
+        `move ${others.length === 1 ? 'it' : 'them'} elsewhere or choose another model directory`,
     );
   }
 }

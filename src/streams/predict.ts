@@ -1,6 +1,6 @@
 import { Observable, OperatorFunction, concatMap, defer, from, of } from 'rxjs';
-import { DataSet, Part, rowsOf, selectRows } from '../dataset/dataset';
-import { LoadedModel, loadModelDirectory } from '../store/model-directory';
+import { DataSet, EmbeddingInfo, Part, rowsOf, selectRows } from '../dataset/dataset';
+import { LoadedModel, Provenance, loadModelDirectory } from '../store/model-directory';
 import { predictScores } from '../train/model';
 
 /** A loaded model directory, ready to score embeddings. */
@@ -229,6 +229,32 @@ export interface ScoredPart {
 }
 
 /**
+ * Refuses embeddings of recordings that were cut, filtered or embedded otherwise than the model's
+ * training recordings, naming each difference: the model would score features it never saw.
+ * Embeddings that did not come from audio (tables, embeddings files) are not compared.
+ */
+export function checkSameEmbedding(
+  made: EmbeddingInfo,
+  model: Provenance,
+  where = 'data set',
+): void {
+  const trained = model.embedding;
+  if (made.audio === undefined || trained.audio === undefined) return;
+  const differences = Object.entries(trained.audio)
+    .filter(([name, value]) => made.audio![name] !== value)
+    .map(([name, value]) => `${name} ${String(made.audio![name])} (model: ${String(value)})`);
+  if (made.source !== trained.source) {
+    differences.unshift(`embedder ${made.source} (model: ${trained.source})`);
+  }
+  if (differences.length > 0) {
+    throw new Error(
+      `${where}: the recordings were embedded otherwise than the model's training recordings: ` +
+        `${differences.join(', ')}; load them with the model's settings`,
+    );
+  }
+}
+
+/**
  * Scores a part of a data set with a model and lines up the data set's labels with the model's by
  * name. `auto` takes the test part when there is one, else validation, else every row. The data
  * set must have the model's dimension and no class the model does not know.
@@ -245,6 +271,7 @@ export function scoreDataSet(
         `${predictor.dim} values`,
     );
   }
+  checkSameEmbedding(data.embedding, predictor.provenance, where);
   const columns = labelColumns(data.labels, predictor, where);
   const { part, rows } = pickRows(data, choice, where);
   const subset = selectRows(data, rows);

@@ -384,6 +384,37 @@ describe('classifier-evaluator node', function () {
       expect(messages).to.match(/does not know: owl \(the model knows wren, robin, jay\)/);
     });
 
+    it("should refuse recordings cut otherwise than the model's, naming the setting", async () => {
+      const audio = { 'Crop mode': 'segments', Overlap: 1, Fmin: 0, Fmax: 15000, 'Audio speed': 1 };
+      const embedding = { source: 'spectrogram-stats/1', audio };
+      const audioModel = join(dir, 'audio model');
+      const events = await lastValueFrom(
+        of(createDataSet({ ...data, embedding })).pipe(
+          train({ epochs: 2, batchSize: 8 }),
+          evaluate(),
+          save(audioModel, { Epochs: 2 }),
+          toArray(),
+        ),
+      );
+      for (const e of events) if (e.type === 'result') e.result.model.dispose();
+
+      await helper.load(NODES, flowWith({ modelDir: audioModel, charts: false }));
+      const [caught, out] = [collect('caught'), collect('out')];
+      const center = { ...embedding, audio: { ...audio, 'Crop mode': 'center' } };
+      helper.getNode('e').receive({ payload: createDataSet({ ...data, embedding: center }) });
+      await until(() => caught.length === 1, 'an error');
+      expect((caught[0].error as { message: string }).message).to.include(
+        'msg.payload: the recordings were embedded otherwise than the model',
+      );
+      expect((caught[0].error as { message: string }).message).to.include(
+        'Crop mode center (model: segments)',
+      );
+
+      helper.getNode('e').receive({ payload: createDataSet({ ...data, embedding }) });
+      await until(() => out.length === 1, 'the report of recordings cut alike');
+      expect(caught).to.have.length(1);
+    });
+
     it('should say which setting is missing when no model directory is given', async () => {
       await helper.load(NODES, flowWith({ modelDir: '' }));
       const caught = collect('caught');
