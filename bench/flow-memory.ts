@@ -121,8 +121,9 @@ async function main(): Promise<void> {
       modelDirType: 'str',
       busy: 'queue',
       queueLength: 1,
-      wires: [['eval'], []],
+      wires: [['eval'], ['progress']],
     },
+    { id: 'progress', type: 'helper' },
     {
       id: 'eval',
       type: 'classifier-evaluator',
@@ -141,6 +142,11 @@ async function main(): Promise<void> {
   const stalls = stallRecorder();
   const marks: Record<string, number> = {};
   helper.getNode('train').on('input', () => (marks.trainStart ??= performance.now()));
+  helper.getNode('progress').on('input', () => {
+    marks.firstEpoch ??= performance.now();
+    marks.lastEpoch = performance.now();
+  });
+  helper.getNode('eval').on('input', () => (marks.evalStart ??= performance.now()));
   const finished = new Promise<void>((resolve, reject) => {
     helper.getNode('end').on('input', () => resolve());
     for (const id of ['load', 'up', 'mix', 'smooth', 'train', 'eval']) {
@@ -166,8 +172,16 @@ async function main(): Promise<void> {
     peakRssMiB: Number(peakRssMiB().toFixed(1)),
     peakRssOverData: Number((peakRssMiB() / dataMiB).toFixed(2)),
     seconds: Number(((marks.end - start) / 1000).toFixed(1)),
-    longestStallTrainingMs: Math.round(stalls.longest(marks.trainStart, marks.end)),
+    longestStallTrainingMs: Math.round(stalls.longest(marks.trainStart, marks.evalStart)),
     longestStallWholeFlowMs: Math.round(stalls.longest(start, marks.end)),
+    // Where the flow spends the event loop, stage by stage: the longest stall in each span.
+    longestStallMs: {
+      loadAndAugment: Math.round(stalls.longest(start, marks.trainStart)),
+      trainerUntilFirstEpochDone: Math.round(stalls.longest(marks.trainStart, marks.firstEpoch)),
+      laterEpochs: Math.round(stalls.longest(marks.firstEpoch, marks.lastEpoch)),
+      evaluateAndSave: Math.round(stalls.longest(marks.lastEpoch, marks.evalStart)),
+      evaluatorNode: Math.round(stalls.longest(marks.evalStart, marks.end)),
+    },
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 

@@ -5,6 +5,7 @@ import { createDataSet, DataSet, Part } from '../src/dataset/dataset';
 import { Random } from '../src/random';
 import { EarlyStopping } from '../src/train/early-stopping';
 import { batchLoss, elementLoss, LossOptions, summedLoss } from '../src/train/losses';
+import { buildClassifier, predictScores, predictScoresYielding } from '../src/train/model';
 import { learningRateAt, patienceFor } from '../src/train/schedule';
 import {
   EpochStats,
@@ -377,6 +378,39 @@ describe('training', () => {
         const err = await rejection(async () => train(data, options));
         expect(err.message).to.match(message);
       }
+    });
+  });
+
+  describe('scoring', () => {
+    it('should give the same scores in small chunks, yielding between them, as in one pass', async () => {
+      const model = buildClassifier({ dim: 3, classes: 2, hiddenUnits: 4, dropout: 0, seed: 5 });
+      const rows = 7;
+      const x = Float32Array.from({ length: rows * 3 }, (_, i) => Math.sin(i));
+      const baseline = tf.memory().numTensors;
+      let turns = 0;
+      const counter = setInterval(() => turns++, 0);
+
+      // Rows 0-2, 3-5 and 6: the last chunk is short.
+      const chunked = await predictScoresYielding(model, x, 3, 3);
+      clearInterval(counter);
+      const whole = predictScores(model, x, 3, rows);
+      // Independently: sigmoid(relu(x W1 + b1) W2 + b2), row by row.
+      const [w1, b1, w2, b2] = model.getWeights().map((w) => Array.from(w.dataSync()));
+      const expected = Array.from({ length: rows }, (_, r) => {
+        const h = [0, 1, 2, 3].map((j) =>
+          Math.max(0, b1[j] + [0, 1, 2].reduce((a, i) => a + x[r * 3 + i] * w1[i * 4 + j], 0)),
+        );
+        return [0, 1].map((c) => {
+          const z = b2[c] + h.reduce((a, v, j) => a + v * w2[j * 2 + c], 0);
+          return 1 / (1 + Math.exp(-z));
+        });
+      }).flat();
+
+      expect(Array.from(chunked)).to.deep.equal(Array.from(whole));
+      chunked.forEach((v, i) => expect(v).to.be.closeTo(expected[i], 1e-5));
+      expect(turns, 'the event loop ran between chunks').to.be.at.least(1);
+      expect(tf.memory().numTensors).to.equal(baseline);
+      model.dispose();
     });
   });
 

@@ -79,18 +79,58 @@ export function predictScores(
   dim: number,
   chunk = 2048,
 ): Float32Array {
+  const scores = scoresFor(model, x, dim);
+  for (let start = 0; start < scores.rows; start += chunk) {
+    predictChunk(model, x, dim, start, Math.min(scores.rows, start + chunk), scores);
+  }
+  return scores.out;
+}
+
+/**
+ * {@link predictScores} that hands the event loop back between chunks: a host process (Node-RED)
+ * stays responsive while a large validation part is scored.
+ */
+export async function predictScoresYielding(
+  model: tf.LayersModel,
+  x: Float32Array,
+  dim: number,
+  chunk = 512,
+): Promise<Float32Array> {
+  const scores = scoresFor(model, x, dim);
+  for (let start = 0; start < scores.rows; start += chunk) {
+    await new Promise((resolve) => setImmediate(resolve));
+    predictChunk(model, x, dim, start, Math.min(scores.rows, start + chunk), scores);
+  }
+  return scores.out;
+}
+
+/** `[rows, classes]` scores being filled in. */
+interface Scores {
+  out: Float32Array;
+  rows: number;
+  classes: number;
+}
+
+function scoresFor(model: tf.LayersModel, x: Float32Array, dim: number): Scores {
   const rows = x.length / dim;
   const classes = (model.outputs[0].shape[1] as number) ?? 0;
-  const out = new Float32Array(rows * classes);
-  for (let start = 0; start < rows; start += chunk) {
-    const end = Math.min(rows, start + chunk);
-    const scores = tf.tidy(() => {
-      const input = tf.tensor2d(x.subarray(start * dim, end * dim), [end - start, dim]);
-      // One batch per chunk: predict's default of 32 rows would slice the chunk into copies.
-      return model.predict(input, { batchSize: end - start }) as tf.Tensor;
-    });
-    out.set(scores.dataSync(), start * classes);
-    scores.dispose();
-  }
-  return out;
+  return { out: new Float32Array(rows * classes), rows, classes };
+}
+
+/** Scores rows `start` to `end` (exclusive) into their place in `scores.out`. */
+function predictChunk(
+  model: tf.LayersModel,
+  x: Float32Array,
+  dim: number,
+  start: number,
+  end: number,
+  scores: Scores,
+): void {
+  const chunk = tf.tidy(() => {
+    const input = tf.tensor2d(x.subarray(start * dim, end * dim), [end - start, dim]);
+    // One batch per chunk: predict's default of 32 rows would slice the chunk into copies.
+    return model.predict(input, { batchSize: end - start }) as tf.Tensor;
+  });
+  scores.out.set(chunk.dataSync(), start * scores.classes);
+  chunk.dispose();
 }

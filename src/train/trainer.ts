@@ -6,7 +6,7 @@ import { Random } from '../random';
 import { EarlyStopping, MIN_DELTA } from './early-stopping';
 import { FusedAdamW } from './fused-adamw';
 import { LossKind, batchLoss, summedLoss } from './losses';
-import { buildClassifier, denseKernels, predictScores, trainingForward } from './model';
+import { buildClassifier, denseKernels, predictScoresYielding, trainingForward } from './model';
 import { learningRateAt, patienceFor } from './schedule';
 
 /** Training hyperparameters, with BirdNET-Analyzer's defaults. */
@@ -250,9 +250,11 @@ async function runTraining(
       };
       let stop = false;
       if (validation.rows.length > 0) {
-        const scores = predictScores(model, validation.x, data.dim);
+        const scores = await predictScoresYielding(model, validation.x, data.dim);
         stats.valLoss = validationLoss(scores, validation.y, classes, lossOptions);
+        await new Promise((resolve) => setImmediate(resolve));
         stats.valAuprc = macroAuprc(validation.y, scores, validation.rows.length);
+        await new Promise((resolve) => setImmediate(resolve));
         stats.valAuroc = macroAuroc(validation.y, scores, validation.rows.length);
         const step = stopping.update(epoch, stats.valLoss);
         stats.best = step.improved;
