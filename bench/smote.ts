@@ -11,13 +11,14 @@
  * for compiling code). Prints one JSON line per case. Environment: BENCH_PYTHON as for
  * train-speed.ts.
  */
-import { execFileSync, spawnSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { loadavg, tmpdir } from 'os';
 import { join } from 'path';
 import { upsample } from '../src/augment';
 import { DataSet, createDataSet } from '../src/dataset/dataset';
 import { loadDataSet } from '../src/dataset/load';
+import { findPeer } from './python-peer';
 import { Random } from '../src/random';
 import { initBackend } from '../src/train/backend';
 
@@ -72,17 +73,6 @@ function classesOf(data: DataSet): { y: Int32Array; targets: Record<number, numb
   return { y, targets };
 }
 
-function findPeer(): { python?: string; reason?: string } {
-  const candidates = process.env.BENCH_PYTHON
-    ? [process.env.BENCH_PYTHON]
-    : ['/usr/bin/python3', 'python3'].filter((p) => p === 'python3' || existsSync(p));
-  for (const python of candidates) {
-    const probe = spawnSync(python, ['-c', 'import imblearn'], { stdio: 'ignore' });
-    if (probe.status === 0) return { python };
-  }
-  return { reason: `no python3 with imblearn importable (tried ${candidates.join(', ')})` };
-}
-
 function runPeer(python: string, data: DataSet): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-smote-'));
   try {
@@ -115,7 +105,7 @@ function runOurs(data: DataSet): { seconds: number; runs: number[]; rowsOut: num
 
 async function main(): Promise<void> {
   const backend = await initBackend();
-  const peer = findPeer();
+  const peer = findPeer('imblearn');
   const cases: [string, () => Promise<DataSet | undefined>][] = [
     [
       'anuran-mfcc',

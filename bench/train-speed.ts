@@ -16,12 +16,13 @@
  * separated names), BENCH_PYTHON (the interpreter with torch; default /usr/bin/python3, then
  * python3).
  */
-import { execFileSync, spawnSync } from 'child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { execFileSync } from 'child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { loadavg, tmpdir } from 'os';
 import { join } from 'path';
 import { lastValueFrom, toArray } from 'rxjs';
 import { Part, createDataSet } from '../src/dataset/dataset';
+import { findPeer } from './python-peer';
 import { Random } from '../src/random';
 import { initBackend } from '../src/train/backend';
 import { DEFAULT_TRAIN_OPTIONS, trainClassifier } from '../src/train/trainer';
@@ -200,18 +201,6 @@ function runPeer(python: string, dir: string, c: Case): RunReport {
   return JSON.parse(out.trim().split('\n').at(-1)!) as RunReport;
 }
 
-/** An interpreter that imports torch, or why there is none. */
-function findPeer(): { python?: string; reason?: string } {
-  const candidates = process.env.BENCH_PYTHON
-    ? [process.env.BENCH_PYTHON]
-    : ['/usr/bin/python3', 'python3'].filter((p) => p === 'python3' || existsSync(p));
-  for (const python of candidates) {
-    const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
-    if (probe.status === 0) return { python };
-  }
-  return { reason: `no python3 with torch importable (tried ${candidates.join(', ')})` };
-}
-
 /** Median epoch seconds of one run, without its warm-up epochs. */
 function epochSeconds(report: RunReport, c: Case): number {
   return median(report.secondsPerEpoch.slice(c.warmup));
@@ -228,7 +217,7 @@ function summary(c: Case, runs: RunReport[]) {
 }
 
 async function main(): Promise<void> {
-  const peer = findPeer();
+  const peer = findPeer('torch');
   const wanted = process.env.BENCH_CASES?.split(',');
   for (const c of CASES.filter((x) => wanted === undefined || wanted.includes(x.name))) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-train-'));

@@ -14,12 +14,11 @@ import { evaluate as evaluateScores } from './evaluate/metrics';
 import { formatReportTable, reportToCsv } from './evaluate/report';
 import { PACKAGE } from './package-info';
 import { DEFAULT_SETTINGS, RunSettings, settingsTable } from './settings';
-import { Provenance, checkModelTarget, loadModelDirectory } from './store/model-directory';
+import { Provenance, checkModelTarget } from './store/model-directory';
 import { evaluate, load, mixup, save, smooth, train, upsample } from './streams';
-import { checkSameEmbedding } from './streams/predict';
+import { loadPredictor, scoreDataSet } from './streams/predict';
 import { SavedEvent } from './streams/save';
 import { BACKENDS, initBackend } from './train/backend';
-import { predictScores } from './train/model';
 import { writeFile } from 'fs/promises';
 import { join } from 'path';
 
@@ -459,46 +458,22 @@ function withModelAudio(a: EvaluateArgs, model: Provenance, given: (key: string)
 
 async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Promise<void> {
   await initBackend({ prefer: a.backend, log });
-  const saved = await loadModelDirectory(a.model);
+  const predictor = await loadPredictor(a.model);
   try {
     const data = await loadDataSet(a.data, {
-      ...loadOptions(withModelAudio(a, saved.provenance, given)),
+      ...loadOptions(withModelAudio(a, predictor.provenance, given)),
       validationSplit: 0,
-      classes: saved.labels,
+      classes: predictor.labels,
     });
-    checkSameEmbedding(data.embedding, saved.provenance, a.data);
-    if (data.dim !== saved.dim) {
-      throw new Error(
-        `${a.data}: embeddings have ${data.dim} values, the model takes ${saved.dim}`,
-      );
-    }
-    const y = alignLabels(data, saved.labels, a.data);
-    const scores = predictScores(saved.model, data.x, data.dim);
-    const r = evaluateScores(y, scores, data.rows, saved.labels);
-    process.stdout.write(`${data.rows} rows\n${formatReportTable(r)}\n`);
+    const { y, scores, rows, labels } = scoreDataSet(predictor, data, 'all', a.data);
+    const r = evaluateScores(y, scores, rows, labels);
+    process.stdout.write(`${rows} rows\n${formatReportTable(r)}\n`);
     if (r.top1 !== undefined) process.stdout.write(`top-1 accuracy: ${r.top1.toFixed(4)}\n`);
     for (const w of r.warnings) log(`warning: ${w}`);
     if (a.out !== undefined) await writeFile(a.out, reportToCsv(r));
   } finally {
-    saved.model.dispose();
+    predictor.model.dispose();
   }
-}
-
-/** The data set's labels re-ordered into the model's classes; unknown classes are an error. */
-function alignLabels(data: DataSet, modelLabels: readonly string[], path: string): Float32Array {
-  const k = modelLabels.length;
-  const y = new Float32Array(data.rows * k);
-  const map = data.labels.map((label) => {
-    const c = modelLabels.indexOf(label);
-    if (c < 0) {
-      throw new Error(`${path}: class "${label}" is not one of the model's ${k} classes`);
-    }
-    return c;
-  });
-  for (let r = 0; r < data.rows; r++) {
-    map.forEach((c, j) => (y[r * k + c] = data.y[r * data.labels.length + j]));
-  }
-  return y;
 }
 
 function demoCommand(): Command {

@@ -5,7 +5,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { Random } from '../src/random';
-import { AdamW } from '../src/train/adamw';
+import { AdamW } from './adamw-reference';
 import { FusedAdamW, FusedImplementation } from '../src/train/fused-adamw';
 import { SIMD_KERNELS_WASM } from '../src/train/simd-kernels';
 import {

@@ -170,7 +170,10 @@ export async function bandPass(signal: Float32Array, rate: number, fmin: number,
   return filter(Float32Array.from(signal), { coefs });
 }
 
-/** Reads an audio file as the mono signal an extractor takes: `[samples]` at `settings.sampleRate`. */
+/**
+ * Reads an audio file as the mono signal an extractor takes: `[samples]` at
+ * `settings.sampleRate`.
+ */
 export async function readSignal(path: string, settings: SignalSettings): Promise<Float32Array> {
   return signalFromBytes(await readFile(path), path, settings);
 }

@@ -1,4 +1,7 @@
-/** What turns audio segments into embeddings: the built-in spectrogram statistics or a TF.js model. */
+/**
+ * What turns audio segments into embeddings: the built-in spectrogram statistics or a TF.js
+ * model.
+ */
 export interface Extractor {
   /**
    * The extractor and every setting that changes its output, e.g. `spectrogram-stats/1`; it names

@@ -102,8 +102,9 @@ function segment(signal: Float32Array, from: number, length: number, rate: numbe
  * The segments worth keeping from a long clip (crop mode `smart`): each scored
  * 0.7 * RMS + 0.3 * peak over its real samples, the scores smoothed by a 3-wide moving average
  * (zero beyond the ends), and the segments at local maxima above the mean smoothed score kept, at
- * most 5, highest first (a flat peak counts once, at its middle, as scipy's `find_peaks` has it). With fewer than 2 such peaks: the max(3, trunc(n / 3)) segments of
- * highest smoothed score, in time order.
+ * most 5, highest first (a flat peak counts once, at its middle, as scipy's `find_peaks` has
+ * it). With fewer than 2 such peaks: the max(3, trunc(n / 3)) segments of highest smoothed
+ * score, in time order.
  */
 export function loudest(segments: Segment[], rate: number): Segment[] {
   const scores = segments.map((s) => segmentScore(s, rate));

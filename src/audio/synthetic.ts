@@ -52,7 +52,8 @@ export const SYNTHETIC_CALL_TYPES = {
   'Fictus minor_Lesser Fiction Finch': {
     kind: 'two-note',
     description:
-      'phrases of 2 to 4 pairs of notes of 0.12 to 0.16 s, a high one near 3.6 kHz, then a low one near 2.4 kHz',
+      'phrases of 2 to 4 pairs of notes of 0.12 to 0.16 s, a high one near 3.6 kHz, ' +
+      'then a low one near 2.4 kHz',
   },
   Noise: {
     kind: 'noise',

@@ -260,7 +260,8 @@ function checkFormat(path: string, format: string, isFolder: boolean): void {
   }
   if (format === 'auto' || (format === 'folder') === isFolder) return;
   throw new Error(
-    `${path}: format "${format}" expects ${FORMAT_EXPECTS[format as keyof typeof FORMAT_EXPECTS]}, ` +
+    `${path}: format "${format}" expects ` +
+      `${FORMAT_EXPECTS[format as keyof typeof FORMAT_EXPECTS]}, ` +
       `found a ${isFolder ? 'folder' : 'file'}`,
   );
 }

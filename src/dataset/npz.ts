@@ -297,7 +297,8 @@ function matrix(array: NpyArray, fail: Fail): Matrix {
   const bad = values.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) {
     throw fail(
-      `${array.field} holds ${values[bad]} at row ${Math.floor(bad / cols)}, column ${bad % cols}; ` +
+      `${array.field} holds ${values[bad]} at row ${Math.floor(bad / cols)}, ` +
+        `column ${bad % cols}; ` +
         'expected finite numbers',
     );
   }

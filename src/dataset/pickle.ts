@@ -6,7 +6,8 @@
  * anything, which is how a crafted file runs commands. This machine never imports or calls: the few
  * globals an object ndarray needs become inert placeholders, REDUCE and BUILD on them only record
  * their arguments, and any other global or an opcode missing from the table below is refused as
- * soon as it is reached. Whatever the pickle describes, the result is a list of strings or an error.
+ * soon as it is reached. Whatever the pickle describes, the result is a list of strings or an
+ * error.
  */
 
 /** Thrown when a pickle is refused; `message` already says which file and array. */
@@ -374,7 +375,10 @@ function allowedGlobal(module: string, name: string): Global {
   throw new Refusal(`its pickle calls ${module}.${name}${known}`);
 }
 
-/** Unpacks the BUILD state of `_reconstruct(ndarray, ...)`: (version, shape, dtype, fortran, items). */
+/**
+ * Unpacks the BUILD state of `_reconstruct(ndarray, ...)`: (version, shape, dtype, fortran,
+ * items).
+ */
 function stringItems(result: Value): string[] {
   if (!isCallOf(result, '_reconstruct') || !isKind(result.state, 'tuple')) {
     throw new Refusal(`its pickle holds a ${typeName(result)}, not a numpy array`);

@@ -17,7 +17,10 @@ export interface TableOptions {
   endColumn?: string;
   /** Columns that are neither features nor labels. */
   ignoreColumns?: readonly string[];
-  /** Field delimiter; default: tab for .tsv/.tab, else the most frequent of , ; tab in the header. */
+  /**
+   * Field delimiter; default: tab for .tsv/.tab, else the most frequent of , ; tab in the
+   * header.
+   */
   delimiter?: string;
 }
 

@@ -1,7 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import type { AdamWOptions } from './adamw';
 import { SimdKernels, addressOf, simdKernels } from './simd-kernels';
+
+export interface AdamWOptions {
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  /** Decoupled weight decay per step, scaled by the learning rate; default 0.004. */
+  weightDecay?: number;
+}
 
 export interface FusedAdamWOptions extends AdamWOptions {
   /** Factor of the L2 penalty l2 * sum(w^2) on the `penalised` variables; default 0. */
@@ -20,9 +27,10 @@ export interface FusedAdamWOptions extends AdamWOptions {
 export type FusedImplementation = 'simd' | 'loop' | 'tensors';
 
 /**
- * The update of {@link AdamW}, with the gradient of an L2 penalty added, done in one pass per
- * variable instead of about twenty tensor operations that each read and write the whole weight
- * matrix. On the WebAssembly and JavaScript backends those operations took longer than the
+ * AdamW (Adam with decoupled weight decay, Loshchilov and Hutter; TF.js ships Adam only, and its
+ * learning rate cannot follow a schedule), with the gradient of an L2 penalty added, done in one
+ * pass per variable instead of about twenty tensor operations that each read and write the whole
+ * weight matrix. On the WebAssembly and JavaScript backends those operations took longer than the
  * forward and backward passes together. On WebAssembly the pass runs as a SIMD loop in the
  * backend's memory (simd-kernels.wat), on the JavaScript backend as a loop over the tensors'
  * values; a native backend (tfjs-node) keeps the tensor operations, which it runs fast.

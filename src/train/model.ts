@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { setImmediate as nextTurn } from 'timers/promises';
 
 export interface ClassifierShape {
   /** Embedding length. */
@@ -98,7 +99,7 @@ export async function predictScoresYielding(
 ): Promise<Float32Array> {
   const scores = scoresFor(model, x, dim);
   for (let start = 0; start < scores.rows; start += chunk) {
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     predictChunk(model, x, dim, start, Math.min(scores.rows, start + chunk), scores);
   }
   return scores.out;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { setImmediate as nextTurn } from 'timers/promises';
 import { Observable } from 'rxjs';
 import { DataSet, Part, rowsOf } from '../dataset/dataset';
 import { macroAuprc, macroAuroc } from '../evaluate/metrics';
@@ -229,7 +230,7 @@ async function runTraining(
 
         if (state.cancelled || control.stop?.aborted) break;
         if (Date.now() - lastYield >= o.yieldEveryMs) {
-          await new Promise((resolve) => setImmediate(resolve));
+          await nextTurn();
           lastYield = Date.now();
         }
       }
@@ -252,9 +253,9 @@ async function runTraining(
       if (validation.rows.length > 0) {
         const scores = await predictScoresYielding(model, validation.x, data.dim);
         stats.valLoss = validationLoss(scores, validation.y, classes, lossOptions);
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
         stats.valAuprc = macroAuprc(validation.y, scores, validation.rows.length);
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
         stats.valAuroc = macroAuroc(validation.y, scores, validation.rows.length);
         const step = stopping.update(epoch, stats.valLoss);
         stats.best = step.improved;

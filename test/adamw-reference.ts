@@ -1,17 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-
-export interface AdamWOptions {
-  beta1?: number;
-  beta2?: number;
-  epsilon?: number;
-  /** Decoupled weight decay per step, scaled by the learning rate; default 0.004. */
-  weightDecay?: number;
-}
+import type { AdamWOptions } from '../src/train/fused-adamw';
 
 /**
- * Adam with decoupled weight decay (Loshchilov and Hutter): w -= lr * wd * w, then the Adam step
- * with bias-corrected moments. TF.js ships Adam only, and its learning rate cannot follow a
- * schedule, so the update lives here. Owns its moment tensors: call {@link dispose}.
+ * The reference the fused optimiser is checked against: Adam with decoupled weight decay
+ * (Loshchilov and Hutter) written as plain TF.js operations, one per step of the formula:
+ * w -= lr * wd * w, then the Adam step with bias-corrected moments. Owns its moment tensors:
+ * call {@link dispose}.
  */
 export class AdamW {
   private readonly m: tf.Variable[];
