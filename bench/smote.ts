@@ -7,8 +7,9 @@
  * ../shared/data holds it, and 50,000 synthetic rows x 1024 in 10 classes of 20000, 10000, 6000,
  * 4000, 3000, 2500, 1500, 1200, 1000 and 800 rows. Every row is a training row.
  *
- * Each side runs 3 times in one process and reports the median (the first run of a process pays
- * for compiling code). Prints one JSON line per case. Environment: BENCH_PYTHON as for
+ * Each side runs BENCH_ROUNDS times (default 5) in one process and reports the median (the first
+ * run of a process pays for compiling code, and ours for starting the worker thread of the
+ * neighbour search). Prints one JSON line per case. Environment: BENCH_PYTHON as for
  * train-speed.ts.
  */
 import { execFileSync } from 'child_process';
@@ -27,7 +28,7 @@ const K = 5;
 const FROGS = join(__dirname, '..', '..', 'shared', 'data', 'anuran-mfcc', 'Frogs_MFCCs.csv');
 const SYNTHETIC_COUNTS = [20000, 10000, 6000, 4000, 3000, 2500, 1500, 1200, 1000, 800];
 const DIM = 1024;
-const RUNS = 3;
+const RUNS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 function write(line: unknown): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -90,13 +91,15 @@ function runPeer(python: string, data: DataSet): Record<string, unknown> {
   }
 }
 
-function runOurs(data: DataSet): { seconds: number; runs: number[]; rowsOut: number } {
+async function runOurs(
+  data: DataSet,
+): Promise<{ seconds: number; runs: number[]; rowsOut: number }> {
   const runs: number[] = [];
   let rowsOut = 0;
   for (let run = 0; run < RUNS; run++) {
     const start = performance.now();
     const random = new Random(`bench/smote/${run}`);
-    rowsOut = upsample(data, { ratio: RATIO, mode: 'smote', k: K, random }).rows;
+    rowsOut = (await upsample(data, { ratio: RATIO, mode: 'smote', k: K, random })).rows;
     runs.push((performance.now() - start) / 1000);
   }
   const seconds = [...runs].sort((a, b) => a - b)[RUNS >> 1];
@@ -123,7 +126,7 @@ async function main(): Promise<void> {
       continue;
     }
     const loadBefore = loadavg();
-    const ours = runOurs(data);
+    const ours = await runOurs(data);
     const result: Record<string, unknown> = {
       bench: 'smote',
       case: name,

@@ -2,7 +2,16 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { createDataSet, DataSet, Part, PartCode } from '../src/dataset/dataset';
 import { Random } from '../src/random';
-import { mixup, nearestNeighbours, smoothLabels, upsample, UPSAMPLING_MODES } from '../src/augment';
+import {
+  mixup,
+  mixupYielding,
+  nearestNeighbours,
+  smoothLabels,
+  upsample,
+  UPSAMPLING_MODES,
+} from '../src/augment';
+import { copyYielding } from '../src/dataset/dataset';
+import { countTurns, refusal } from './helpers';
 
 interface RowSpec {
   x: number[];
@@ -74,12 +83,12 @@ function threeClasses(): DataSet {
   return build(['A', 'B', 'C'], rows);
 }
 
-describe('upsample', () => {
+describe('upsample', async () => {
   for (const mode of UPSAMPLING_MODES) {
-    it(`should bring every short class to the target in ${mode} mode (case 1)`, () => {
+    it(`should bring every short class to the target in ${mode} mode (case 1)`, async () => {
       const data = threeClasses();
       const before = snapshot(data);
-      const out = upsample(data, { ratio: 0.5, mode, random: new Random(1) });
+      const out = await upsample(data, { ratio: 0.5, mode, random: new Random(1) });
 
       // target = trunc(max(100, 10, 10) * 0.5) = 50; missing B = 50 - 10 = 40, C = 40, A none.
       expect([0, 1, 2].map((c) => trainCount(out, c))).to.deep.equal([100, 50, 50]);
@@ -102,12 +111,12 @@ describe('upsample', () => {
     });
   }
 
-  it('should copy label and source of the source row in repeat mode', () => {
+  it('should copy label and source of the source row in repeat mode', async () => {
     const rows: RowSpec[] = [];
     for (let i = 0; i < 6; i++) rows.push({ x: [i], y: [1, 0] });
     for (let i = 0; i < 2; i++) rows.push({ x: [100 + i], y: [0, 1] });
     const data = build(['A', 'B'], rows);
-    const out = upsample(data, { ratio: 1, mode: 'repeat', random: new Random(3) });
+    const out = await upsample(data, { ratio: 1, mode: 'repeat', random: new Random(3) });
 
     // target = trunc(6 * 1) = 6: B gains 4 copies of its rows 6 and 7.
     expect(out.rows).to.equal(12);
@@ -119,18 +128,18 @@ describe('upsample', () => {
     }
   });
 
-  it('should return the data unchanged for ratio 0', () => {
+  it('should return the data unchanged for ratio 0', async () => {
     const data = threeClasses();
-    expect(upsample(data, { ratio: 0, mode: 'smote', random: new Random(1) })).to.equal(data);
+    expect(await upsample(data, { ratio: 0, mode: 'smote', random: new Random(1) })).to.equal(data);
   });
 
-  it('should keep SMOTE rows between two rows of the same class (case 12)', () => {
+  it('should keep SMOTE rows between two rows of the same class (case 12)', async () => {
     const small = build(
       ['0', '1'],
       [0, 1, 100, 101, 102].map((v) => ({ x: [v], y: oneHot(v < 100 ? 0 : 1, 2) })),
     );
     for (let seed = 0; seed < 200; seed++) {
-      const out = upsample(small, { ratio: 1, mode: 'smote', random: new Random(seed) });
+      const out = await upsample(small, { ratio: 1, mode: 'smote', random: new Random(seed) });
       // target = trunc(3 * 1) = 3: class 0 gains 3 - 2 = 1 row, s + u * (other - s) in [0, 1].
       expect(out.rows).to.equal(6);
       expect(rowX(out, 5)[0]).to.be.within(0, 1);
@@ -140,7 +149,7 @@ describe('upsample', () => {
     const rows: RowSpec[] = [];
     for (let v = 0; v <= 6; v++) rows.push({ x: [v], y: [1, 0] });
     for (let v = 100; v <= 129; v++) rows.push({ x: [v], y: [0, 1] });
-    const out = upsample(build(['0', '1'], rows), {
+    const out = await upsample(build(['0', '1'], rows), {
       ratio: 1,
       mode: 'smote',
       random: new Random(12),
@@ -150,10 +159,10 @@ describe('upsample', () => {
     for (let r = 37; r < out.rows; r++) expect(rowX(out, r)[0]).to.be.within(0, 6);
   });
 
-  it('should give a class of one row copies in smote mode', () => {
+  it('should give a class of one row copies in smote mode', async () => {
     const rows: RowSpec[] = [{ x: [3, 4], y: [1, 0] }];
     for (let i = 0; i < 4; i++) rows.push({ x: [50 + i, 0], y: [0, 1] });
-    const out = upsample(build(['A', 'B'], rows), {
+    const out = await upsample(build(['A', 'B'], rows), {
       ratio: 1,
       mode: 'smote',
       random: new Random(2),
@@ -163,7 +172,7 @@ describe('upsample', () => {
     for (let r = 5; r < 8; r++) expect(rowX(out, r)).to.deep.equal([3, 4]);
   });
 
-  it('should upsample the positives when they are the binary minority (case 4)', () => {
+  it('should upsample the positives when they are the binary minority (case 4)', async () => {
     const rows: RowSpec[] = [];
     for (let i = 0; i < 10; i++) rows.push({ x: [i], y: [1] });
     for (let i = 0; i < 30; i++) rows.push({ x: [100 + i], y: [0] });
@@ -172,7 +181,7 @@ describe('upsample', () => {
     const data = build(['X'], rows);
 
     for (const mode of UPSAMPLING_MODES) {
-      const out = upsample(data, { ratio: 1, mode, random: new Random(4) });
+      const out = await upsample(data, { ratio: 1, mode, random: new Random(4) });
       // N = 50, pos = 10, N - pos = 40 (30 zeros + 10 negatives); target = trunc(40 * 1) = 40;
       // positives are fewer, so 40 - 10 = 30 new positive rows made from positive rows only.
       expect(out.rows).to.equal(51 + 30);
@@ -183,16 +192,16 @@ describe('upsample', () => {
     }
 
     // ratio 0.5: target = trunc(40 * 0.5) = 20, so 20 - 10 = 10 new rows.
-    expect(upsample(data, { ratio: 0.5, random: new Random(4) }).rows).to.equal(51 + 10);
+    expect((await upsample(data, { ratio: 0.5, random: new Random(4) })).rows).to.equal(51 + 10);
   });
 
-  it('should upsample the non-event side, zeros and negatives together, when it is smaller', () => {
+  it('should upsample the non-event side, zeros and negatives together, when it is smaller', async () => {
     const rows: RowSpec[] = [];
     for (let i = 0; i < 40; i++) rows.push({ x: [i], y: [1] });
     for (let i = 0; i < 5; i++) rows.push({ x: [100 + i], y: [0] });
     for (let i = 0; i < 5; i++) rows.push({ x: [200 + i], y: [-1] });
     const data = build(['X'], rows);
-    const out = upsample(data, { ratio: 1, mode: 'repeat', random: new Random(9) });
+    const out = await upsample(data, { ratio: 1, mode: 'repeat', random: new Random(9) });
 
     // N = 50, pos = 40, N - pos = 10; target = trunc(40 * 1) = 40; 40 - 10 = 30 new rows, each a
     // copy of a 0 or -1 row with that row's label.
@@ -208,16 +217,17 @@ describe('upsample', () => {
     expect([...labels].sort()).to.deep.equal([-1, 0]);
   });
 
-  it('should name a short class that has no training rows', () => {
+  it('should name a short class that has no training rows', async () => {
     const rows: RowSpec[] = [];
     for (let i = 0; i < 10; i++) rows.push({ x: [i], y: [1, 0] });
     rows.push({ x: [50], y: [0, 1], part: Part.validation });
-    expect(() => upsample(build(['A', 'B'], rows), { ratio: 0.5, random: new Random(1) })).to.throw(
-      /upsampling: class "B" has no training rows to upsample from/,
-    );
+    expect(
+      (await refusal(upsample(build(['A', 'B'], rows), { ratio: 0.5, random: new Random(1) })))
+        .message,
+    ).to.match(/upsampling: class "B" has no training rows to upsample from/);
   });
 
-  it('should allow only repeat for multi-label data', () => {
+  it('should allow only repeat for multi-label data', async () => {
     const rows: RowSpec[] = [
       { x: [0], y: [1, 1, 0] },
       { x: [1], y: [1, 0, 0] },
@@ -226,64 +236,68 @@ describe('upsample', () => {
     ];
     const data = build(['A', 'B', 'C'], rows);
     for (const mode of ['mean', 'linear', 'smote'] as const) {
-      expect(() => upsample(data, { ratio: 1, mode, random: new Random(1) })).to.throw(
-        /upsampling mode: multi-label data allows only "repeat"/,
-      );
+      expect(
+        (await refusal(upsample(data, { ratio: 1, mode, random: new Random(1) }))).message,
+      ).to.match(/upsampling mode: multi-label data allows only "repeat"/);
     }
     // A 3, B 1, C 1: target 3; B and C gain 2 rows each (a copy of row 0 also counts for A).
-    const out = upsample(data, { ratio: 1, mode: 'repeat', random: new Random(1) });
+    const out = await upsample(data, { ratio: 1, mode: 'repeat', random: new Random(1) });
     expect(out.rows).to.equal(8);
   });
 
-  it('should refuse an unknown mode, a ratio outside [0, 1] and a bad k', () => {
+  it('should refuse an unknown mode, a ratio outside [0, 1] and a bad k', async () => {
     const data = threeClasses();
     const random = new Random(1);
-    expect(() => upsample(data, { ratio: 0.5, mode: 'nearest' as 'smote', random })).to.throw(
-      /upsampling mode: expected one of repeat, mean, linear, smote; got "nearest"/,
+    expect(
+      (await refusal(upsample(data, { ratio: 0.5, mode: 'nearest' as 'smote', random }))).message,
+    ).to.match(/upsampling mode: expected one of repeat, mean, linear, smote; got "nearest"/);
+    expect((await refusal(upsample(data, { ratio: 1.5, random }))).message).to.match(
+      /upsampling ratio/,
     );
-    expect(() => upsample(data, { ratio: 1.5, random })).to.throw(/upsampling ratio/);
-    expect(() => upsample(data, { ratio: NaN, random })).to.throw(/upsampling ratio/);
-    expect(() => upsample(data, { ratio: 1, mode: 'smote', k: 0, random })).to.throw(
-      /upsampling k/,
+    expect((await refusal(upsample(data, { ratio: NaN, random }))).message).to.match(
+      /upsampling ratio/,
     );
+    expect(
+      (await refusal(upsample(data, { ratio: 1, mode: 'smote', k: 0, random }))).message,
+    ).to.match(/upsampling k/);
   });
 
-  it('should repeat itself for a seed and differ for another', () => {
+  it('should repeat itself for a seed and differ for another', async () => {
     const data = threeClasses();
     for (const mode of UPSAMPLING_MODES) {
-      const a = upsample(data, { ratio: 0.5, mode, random: new Random(5) });
-      const b = upsample(data, { ratio: 0.5, mode, random: new Random(5) });
-      const c = upsample(data, { ratio: 0.5, mode, random: new Random(6) });
+      const a = await upsample(data, { ratio: 0.5, mode, random: new Random(5) });
+      const b = await upsample(data, { ratio: 0.5, mode, random: new Random(5) });
+      const c = await upsample(data, { ratio: 0.5, mode, random: new Random(6) });
       expect(Array.from(b.x)).to.deep.equal(Array.from(a.x));
       expect(Array.from(c.x)).not.to.deep.equal(Array.from(a.x));
     }
   });
 
-  it('should leave the tensor count as it was after a smote upsampling', () => {
+  it('should leave the tensor count as it was after a smote upsampling', async () => {
     const before = tf.memory().numTensors;
-    upsample(threeClasses(), { ratio: 1, mode: 'smote', random: new Random(1) });
+    await upsample(threeClasses(), { ratio: 1, mode: 'smote', random: new Random(1) });
     expect(tf.memory().numTensors).to.equal(before);
   });
 });
 
-describe('nearestNeighbours', () => {
-  it('should give the nearest rows, nearest first, never the query itself', () => {
+describe('nearestNeighbours', async () => {
+  it('should give the nearest rows, nearest first, never the query itself', async () => {
     const x = Float32Array.of(0, 1, 2, 10, 11, 2.5);
-    expect(nearestNeighbours(x, 1, [0, 1, 2, 3, 4, 5], [0, 3], 2)).to.deep.equal([
+    expect(await nearestNeighbours(x, 1, [0, 1, 2, 3, 4, 5], [0, 3], 2)).to.deep.equal([
       Int32Array.of(1, 2),
       Int32Array.of(4, 5),
     ]);
   });
 
-  it('should order equal distances lowest index first and return fewer for a small class', () => {
+  it('should order equal distances lowest index first and return fewer for a small class', async () => {
     // Rows 1 and 2 are both 1 away from row 0; rows 3 and 4 are outside the class.
     const x = Float32Array.of(5, 6, 4, 5.1, 5.2);
-    expect(nearestNeighbours(x, 1, [0, 1, 2], [0], 5)).to.deep.equal([Int32Array.of(1, 2)]);
-    expect(nearestNeighbours(x, 1, [2, 1, 0], [0], 1)).to.deep.equal([Int32Array.of(1)]);
-    expect(nearestNeighbours(x, 1, [0], [0], 5)).to.deep.equal([new Int32Array(0)]);
+    expect(await nearestNeighbours(x, 1, [0, 1, 2], [0], 5)).to.deep.equal([Int32Array.of(1, 2)]);
+    expect(await nearestNeighbours(x, 1, [2, 1, 0], [0], 1)).to.deep.equal([Int32Array.of(1)]);
+    expect(await nearestNeighbours(x, 1, [0], [0], 5)).to.deep.equal([new Int32Array(0)]);
   });
 
-  it('should agree with plain distances far from the origin and in small chunks', () => {
+  it('should agree with plain distances far from the origin and in small chunks', async () => {
     const random = new Random(11);
     const n = 60;
     const dim = 64;
@@ -293,7 +307,7 @@ describe('nearestNeighbours', () => {
     const rows = Array.from({ length: 40 }, (_, i) => i + 20);
     const queries = [20, 33, 59, 0];
     const before = tf.memory().numTensors;
-    const found = nearestNeighbours(x, dim, rows, queries, 5, { maxMatrixBytes: 1 });
+    const found = await nearestNeighbours(x, dim, rows, queries, 5, { maxMatrixBytes: 1 });
     expect(tf.memory().numTensors).to.equal(before);
 
     queries.forEach((q, i) => {
@@ -308,6 +322,72 @@ describe('nearestNeighbours', () => {
         .slice(0, 5);
       expect(Array.from(found[i])).to.deep.equal(expected);
     });
+  });
+});
+
+/**
+ * The `k` nearest of `rows` to each query from the definition: float64 distances, ties lowest
+ * index first, never the query itself.
+ */
+function bruteNearest(
+  x: Float32Array,
+  dim: number,
+  rows: number[],
+  queries: number[],
+  k: number,
+): number[][] {
+  return queries.map((q) => {
+    const distance = (r: number) => {
+      let sum = 0;
+      for (let d = 0; d < dim; d++) sum += (x[r * dim + d] - x[q * dim + d]) ** 2;
+      return sum;
+    };
+    return rows
+      .filter((r) => r !== q)
+      .map((r) => [r, distance(r)])
+      .sort((a, b) => a[1] - b[1] || a[0] - b[0])
+      .slice(0, k)
+      .map(([r]) => r);
+  });
+}
+
+describe('nearestNeighbours on every path', () => {
+  // 300 rows x 8 values on a coarse grid, so that many distances tie exactly, and a class made of
+  // every third row; the queries are some of the class and some rows outside it.
+  const random = new Random(31);
+  const dim = 8;
+  const x = Float32Array.from({ length: 300 * dim }, () => Math.floor(random.uniform() * 4));
+  const rows = Array.from({ length: 100 }, (_, i) => 3 * i);
+  const queries = [...rows.filter((_, i) => i % 4 !== 1), 1, 2, 298];
+  const expected = bruteNearest(x, dim, rows, queries, 5);
+
+  it('should match the definition on WebAssembly, one chunk or many', async function () {
+    if (tf.getBackend() !== 'wasm') this.skip();
+    for (const maxMatrixBytes of [undefined, 2000]) {
+      const found = await nearestNeighbours(x, dim, rows, queries, 5, { maxMatrixBytes });
+      expect(found.map((f) => Array.from(f))).to.deep.equal(expected);
+    }
+  });
+
+  it('should match the definition with a worker thread taking chunks', async () => {
+    const before = tf.memory().numTensors;
+    const found = await nearestNeighbours(x, dim, rows, queries, 5, {
+      maxMatrixBytes: 2000,
+      threads: 2,
+    });
+    expect(found.map((f) => Array.from(f))).to.deep.equal(expected);
+    expect(tf.memory().numTensors).to.equal(before);
+  });
+
+  it('should match the definition on the JavaScript loops of the cpu backend', async () => {
+    const previous = tf.getBackend();
+    await tf.setBackend('cpu');
+    try {
+      const found = await nearestNeighbours(x, dim, rows, queries, 5, { maxMatrixBytes: 2000 });
+      expect(found.map((f) => Array.from(f))).to.deep.equal(expected);
+    } finally {
+      await tf.setBackend(previous);
+    }
   });
 });
 
@@ -344,6 +424,52 @@ function changedRows(a: DataSet, b: DataSet): number[] {
   }
   return out;
 }
+
+describe('copies that let the event loop turn', () => {
+  it('should copy 36 MB exactly, handing the event loop back between 16 MB slices', async () => {
+    const values = Float32Array.from({ length: 9 * 1024 * 1024 }, (_, i) => i % 1000);
+    const turns = countTurns();
+    const copy = await copyYielding(values);
+    // 9 Mi values = 36 MiB: slices of 4 Mi values end at 4 Mi, 8 Mi and 9 Mi, with a turn after
+    // each of the first two.
+    expect(turns.stop()).to.be.at.least(2);
+    expect(copy).not.to.equal(values);
+    expect(copy.length).to.equal(values.length);
+    for (const i of [0, 1, 4 * 1024 * 1024 - 1, 4 * 1024 * 1024, values.length - 1]) {
+      expect(copy[i]).to.equal(i % 1000);
+    }
+  });
+
+  it('should mix as mixup does when it copies a slice at a time', async () => {
+    const data = positives(40);
+    const plain = mixup(data, { random: new Random(8) });
+    const yielding = await mixupYielding(data, { random: new Random(8) });
+    expect(Array.from(yielding.x)).to.deep.equal(Array.from(plain.x));
+    expect(Array.from(yielding.y)).to.deep.equal(Array.from(plain.y));
+  });
+
+  it('should let the event loop turn while upsampling appends thousands of wide rows', async () => {
+    // A: 3000 rows, B: 100 rows of 1024 values; ratio 1 makes 2900 copies of B rows. Blending
+    // hands the loop back every 2 Mi values, that is every 2048 rows of 1024.
+    const dim = 1024;
+    const rows: RowSpec[] = [];
+    for (let i = 0; i < 3000; i++) rows.push({ x: new Array<number>(dim).fill(1), y: [1, 0] });
+    for (let i = 0; i < 100; i++) rows.push({ x: new Array<number>(dim).fill(500 + i), y: [0, 1] });
+    const data = build(['A', 'B'], rows);
+    const turns = countTurns();
+    const out = await upsample(data, { ratio: 1, mode: 'repeat', random: new Random(2) });
+    expect(turns.stop()).to.be.at.least(1);
+    expect(out.rows).to.equal(6000);
+    for (const r of [3100, 4500, 5999]) {
+      const v = out.x[r * dim];
+      expect(v).to.be.within(500, 599);
+      expect(Array.from(out.x.subarray(r * dim, (r + 1) * dim)).every((u) => u === v)).to.equal(
+        true,
+      );
+      expect(rowY(out, r)).to.deep.equal([0, 1]);
+    }
+  });
+});
 
 describe('mixup', () => {
   it('should mix nothing with 3 positive rows (case 14)', () => {
@@ -462,7 +588,7 @@ describe('smoothLabels', () => {
 });
 
 describe('upsample, mixup and smoothing together', () => {
-  it('should leave validation and test rows untouched (case 18)', () => {
+  it('should leave validation and test rows untouched (case 18)', async () => {
     // Split at 0.2 of classes of 10, 5 and 1 rows: train / validation 8/2, 4/1, 1/0.
     const rows: RowSpec[] = [];
     [10, 5, 1].forEach((n, c) => {
@@ -480,7 +606,11 @@ describe('upsample, mixup and smoothing together', () => {
     const data = build(['A', 'B', 'C'], rows);
     const root = new Random(18);
 
-    const upsampled = upsample(data, { ratio: 1, mode: 'smote', random: root.derive('upsample') });
+    const upsampled = await upsample(data, {
+      ratio: 1,
+      mode: 'smote',
+      random: root.derive('upsample'),
+    });
     const mixed = mixup(upsampled, { random: root.derive('mixup') });
     const out = smoothLabels(mixed, { alpha: 0.1 });
 

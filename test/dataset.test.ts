@@ -327,7 +327,7 @@ describe('dataset', () => {
         (_, r) => [rowBytes(loaded, r), loaded.parts[r]] as const,
       );
       const random = new Random(seed);
-      const upsampled = upsample(loaded, {
+      const upsampled = await upsample(loaded, {
         ratio: 1,
         mode: 'smote',
         random: random.derive('upsample'),

@@ -45,3 +45,24 @@ export const BIRDS_RECIPE = [
   '--mixup',
   '--label-smoothing',
 ];
+
+/**
+ * Counts the event loop's turns from now until `stop()`, which returns the count: a chain of
+ * immediates, one per turn.
+ */
+export function countTurns(): { stop(): number } {
+  let turns = 0;
+  let counting = true;
+  const tick = () => {
+    if (!counting) return;
+    turns++;
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  return {
+    stop() {
+      counting = false;
+      return turns;
+    },
+  };
+}

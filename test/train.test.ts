@@ -7,6 +7,7 @@ import { EarlyStopping } from '../src/train/early-stopping';
 import { batchLoss, elementLoss, LossOptions, summedLoss } from '../src/train/losses';
 import { buildClassifier, predictScores, predictScoresYielding } from '../src/train/model';
 import { learningRateAt, patienceFor } from '../src/train/schedule';
+import { countTurns } from './helpers';
 import {
   EpochStats,
   TrainControl,
@@ -387,19 +388,10 @@ describe('training', () => {
       const rows = 7;
       const x = Float32Array.from({ length: rows * 3 }, (_, i) => Math.sin(i));
       const baseline = tf.memory().numTensors;
-      // Counts the event loop's turns: a chain of immediates, one per turn.
-      let turns = 0;
-      let counting = true;
-      const tick = () => {
-        if (!counting) return;
-        turns++;
-        setImmediate(tick);
-      };
-      setImmediate(tick);
-
+      const turns = countTurns();
       // Rows 0-2, 3-5 and 6: the last chunk is short.
       const chunked = await predictScoresYielding(model, x, 3, 3);
-      counting = false;
+      const turned = turns.stop();
       const whole = predictScores(model, x, 3, rows);
       // Independently: sigmoid(relu(x W1 + b1) W2 + b2), row by row.
       const [w1, b1, w2, b2] = model.getWeights().map((w) => Array.from(w.dataSync()));
@@ -415,7 +407,7 @@ describe('training', () => {
 
       expect(Array.from(chunked)).to.deep.equal(Array.from(whole));
       chunked.forEach((v, i) => expect(v).to.be.closeTo(expected[i], 1e-5));
-      expect(turns, 'one turn of the event loop before each of the 3 chunks').to.be.at.least(3);
+      expect(turned, 'one turn of the event loop before each of the 3 chunks').to.be.at.least(3);
       expect(tf.memory().numTensors).to.equal(baseline);
       model.dispose();
     });

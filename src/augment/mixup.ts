@@ -1,4 +1,4 @@
-import { createDataSet, DataSet, Part, rowsOf } from '../dataset/dataset';
+import { copyYielding, createDataSet, DataSet, Part, rowsOf } from '../dataset/dataset';
 import { Random } from '../random';
 
 /** Share of the candidate rows that mixup replaces. */
@@ -31,14 +31,31 @@ export interface MixupOptions {
  * const out = mixup(data, { random: root.derive('mixup') });
  */
 export function mixup(data: DataSet, options: MixupOptions): DataSet {
+  checkMixup(data);
+  return mixupInto(data, new Float32Array(data.x), options);
+}
+
+/**
+ * {@link mixup}, copying the features first a slice at a time with the event loop handed back
+ * between slices, as a data set of hundreds of megabytes takes a while to copy.
+ */
+export async function mixupYielding(data: DataSet, options: MixupOptions): Promise<DataSet> {
+  checkMixup(data);
+  return mixupInto(data, await copyYielding(data.x), options);
+}
+
+function checkMixup(data: DataSet): void {
   if (data.labels.length < 2) {
     throw new Error(
       `mixup: not available for binary data (one class "${data.labels[0] ?? ''}"); turn mixup off`,
     );
   }
+}
+
+/** Mixup with `x`, a copy of the data set's features, blended in place. */
+function mixupInto(data: DataSet, x: Float32Array, options: MixupOptions): DataSet {
   const { dim } = data;
   const classes = data.labels.length;
-  const x = new Float32Array(data.x);
   const y = new Float32Array(data.y);
 
   const pool = candidates(data);

@@ -1,51 +1,70 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { availableParallelism } from 'os';
+import { setImmediate as nextTurn } from 'timers/promises';
 import { SimdKernels, simdKernels } from '../train/simd-kernels';
+import { Worker } from 'worker_threads';
+import { join } from 'path';
 
 /** Bytes one `[queries, rows]` float32 score matrix of a chunk may take. */
 const MATRIX_BYTES = 64 * 1024 * 1024;
 
-/**
- * Most queries per chunk. Smaller chunks leave fewer distances between queries to be computed
- * twice but make slower products; 1024 was fastest for classes of 1000 to 6000 rows x 1024.
- */
+/** Most queries per chunk. */
 const MAX_CHUNK = 1024;
+
+/**
+ * Floating-point operations of one chunk's product: about 50 ms on one core, the longest the
+ * event loop waits between chunks.
+ */
+const CHUNK_FLOPS = 2e9;
+
+/** Products of fewer operations run on one thread; a worker thread takes about 0.1 s to start. */
+const PARALLEL_FLOPS = 1e10;
 
 export interface NearestOptions {
   /** Upper bound for the intermediate `[chunk, rows]` matrices of one chunk, in bytes. */
   maxMatrixBytes?: number;
+  /**
+   * Threads that compute the products: `auto` (default) adds a worker thread on the
+   * WebAssembly backend when the machine has a second core and the search is large; 2 always
+   * adds one; 1 never does. tfjs-node runs its products on every core by itself.
+   */
+  threads?: 'auto' | 1 | 2;
 }
 
 /**
  * Exact k nearest neighbours by Euclidean distance, brute force.
  *
- * `x` is `[n, dim]` float32, row-major. For each index in `queries`, returns the indices (into
- * `x`) of its `k` nearest rows among `rows`, nearest first, never the query itself; fewer when
- * `rows` holds fewer others. Equal distances are ordered lowest index first.
+ * `x` is `[n, dim]` float32, row-major. For each index in `queries`, resolves to the indices
+ * (into `x`) of its `k` nearest rows among `rows`, nearest first, never the query itself; fewer
+ * when `rows` holds fewer others. Equal distances are ordered lowest index first.
  *
  * Embeddings have about a thousand dimensions, where tree indexes visit nearly every point, so the
  * distances are computed as matrix products in TF.js, a chunk of queries at a time so that memory
- * stays bounded. Queries that are among `rows` (as in SMOTE) are placed first, and a chunk's
- * product with the rows after its start also gives the later queries their distances to the
- * chunk's rows: each distance between two queries is computed once, not twice. Candidates are
- * then re-ranked with float64 distances, because the float32 product form loses precision when
- * rows are far from the origin and close to each other.
+ * stays bounded, handing the event loop back between chunks. Queries that are among `rows` (as in
+ * SMOTE) are placed first, and a chunk's product with the rows after its start also gives the
+ * later queries their distances to the chunk's rows: each distance between two queries is
+ * computed once, not twice. A large search on WebAssembly, whose products use one core, gives
+ * the later chunks to a worker thread. Candidates are then re-ranked with float64 distances,
+ * because the float32 product form loses precision when rows are far from the origin and close
+ * to each other.
  *
  * (A brute-force search that takes one pair of rows at a time, such as usearch's exact search,
- * ran 2 to 4 times slower than these products for thousands of 1024-value rows.)
+ * ran 2 to 4 times slower than these products for thousands of 1024-value rows; tree indexes
+ * such as mnemonist's k-d tree ran 3 times slower even on 22-value rows.)
  *
  * @example
  * // one feature: rows 0..3 hold 0, 1, 2, 10
- * nearestNeighbours(Float32Array.of(0, 1, 2, 10), 1, [0, 1, 2, 3], [0], 2); // [Int32Array [1, 2]]
+ * await nearestNeighbours(Float32Array.of(0, 1, 2, 10), 1, [0, 1, 2, 3], [0], 2); // [Int32Array [1, 2]]
  */
-export function nearestNeighbours(
+export async function nearestNeighbours(
   x: Float32Array,
   dim: number,
   rows: readonly number[],
   queries: readonly number[],
   k: number,
   options: NearestOptions = {},
-): Int32Array[] {
+): Promise<Int32Array[]> {
   checkArguments(x, dim, rows, queries, k);
   if (rows.length === 0 || k === 0) return queries.map(() => new Int32Array(0));
 
@@ -53,48 +72,255 @@ export function nearestNeighbours(
   const fetch = Math.min(rows.length, 2 * k + 1);
   const layout = arrange(rows, queries);
   const n = layout.order.length;
+  const shared = layout.sharedCount;
+  const matrixRows = (options.maxMatrixBytes ?? MATRIX_BYTES) / 4 / 2 / n;
+  const byWork = CHUNK_FLOPS / (2 * n * dim);
+  const chunk = Math.max(1, Math.floor(Math.min(MAX_CHUNK, matrixRows, byWork)));
+  const helpers = helperCount(options.threads ?? 'auto', productFlops(n, dim, shared));
+
   const mean = columnMean(x, dim, rows);
   const rowOf = Int32Array.from(layout.order, (p) => rows[p]);
-  const centred = gather(x, dim, rowOf, mean);
-  const squares = rowSquares(centred, dim);
-  const budget = (options.maxMatrixBytes ?? MATRIX_BYTES) / 4 / 2;
-  const chunk = Math.max(1, Math.min(MAX_CHUNK, Math.floor(budget / n)));
-  const best = new BestScores(layout.searched.length, fetch, rowOf);
-  const loose = new Float32Array(layout.searched.length).fill(-Infinity);
-  const arrays = new ScanArrays([squares, loose], slackFor(squares));
-  const twice = tf.tidy(() => tf.mul(tf.tensor2d(centred, [n, dim]), 2) as tf.Tensor2D);
+  // Shared memory lets worker threads read the rows without a copy.
+  const centred = gather(x, dim, rowOf, mean, helpers > 0);
+  const job: SearchJob = {
+    centred,
+    dim,
+    rowOf,
+    fetch,
+    chunk,
+    shared,
+    queries: layout.searched.length,
+    next: new Int32Array(new SharedArrayBuffer(4)),
+  };
+  const theirs = Array.from({ length: helpers }, () =>
+    searchInThread(job).catch((err: Error) => err),
+  );
 
+  let kept: Kept[];
+  const search = new ChunkSearch(job);
   try {
-    const shared = layout.sharedCount;
-    for (let start = 0; start < shared; start += chunk) {
-      const end = Math.min(start + chunk, shared);
-      const a = centred.subarray(start * dim, end * dim);
-      arrays.scan(productWith(a, twice, start), (products, [sq, floors]) => {
-        offerRows(best, arrays, products, sq, { first: start, count: end - start, from: start });
-        offerColumns(best, arrays, products, [sq, floors], { start, end, shared });
-      });
-    }
-    for (let start = shared; start < layout.searched.length; start += chunk) {
+    await search.runShared(true);
+    for (let start = shared; start < job.queries; start += chunk) {
       const part = layout.searched.slice(start, start + chunk);
-      arrays.scan(productWith(gather(x, dim, part, mean), twice, 0), (products, [sq]) =>
-        offerRows(best, arrays, products, sq, { first: start, count: part.length, from: 0 }),
-      );
+      search.runOthers(start, gather(x, dim, part, mean, false));
+      await nextTurn();
     }
+    kept = [search.kept(), ...(await Promise.all(theirs))].filter(
+      (k): k is Kept => !(k instanceof Error),
+    );
   } finally {
-    twice.dispose();
-    arrays.dispose();
+    search.dispose();
+  }
+  if (kept.length < helpers + 1) {
+    // A worker failed (no threads, a resource limit) after taking chunks: search again, alone.
+    return nearestNeighbours(x, dim, rows, queries, k, { ...options, threads: 1 });
   }
 
   const nearest = layout.searched.map((query, i) =>
-    rerank(
-      x,
-      dim,
-      query,
-      Array.from(best.positionsOf(i), (p) => rowOf[p]),
-      k,
-    ),
+    rerank(x, dim, query, candidatesOf(kept, i), k),
   );
   return queries.map((q) => nearest[layout.searchedIndex.get(q)!]);
+}
+
+/** Operations of a search's products: each shared query i against the rows from i on. */
+function productFlops(n: number, dim: number, shared: number): number {
+  return 2 * dim * (shared * n - (shared * (shared - 1)) / 2);
+}
+
+/** Worker threads to add to this one. */
+function helperCount(threads: NearestOptions['threads'], flops: number): number {
+  if (threads === 1) return 0;
+  if (threads === 2) return 1;
+  const wanted =
+    availableParallelism() > 1 && tf.getBackend() === 'wasm' && flops >= PARALLEL_FLOPS;
+  return wanted ? 1 : 0;
+}
+
+/**
+ * What the threads of a search share: the centred rows in matrix order, and the index of the
+ * next chunk of shared queries to compute, which each thread takes in turn.
+ */
+export interface SearchJob {
+  /** `[n, dim]` float32: the rows, in matrix order, less their mean. */
+  centred: Float32Array;
+  dim: number;
+  /** Row index (into the caller's `x`) of each matrix position. */
+  rowOf: Int32Array;
+  /** Candidates kept per query. */
+  fetch: number;
+  /** Queries per chunk. */
+  chunk: number;
+  /** Queries among the rows; they sit at matrix positions 0 .. shared. */
+  shared: number;
+  /** Queries in all, those among the rows first. */
+  queries: number;
+  /** In shared memory: the next chunk to take (chunk c holds the shared queries from c chunk). */
+  next: Int32Array;
+}
+
+/** The candidates one thread kept: per query, `counts[q]` rows at `rows[q * fetch ..]`. */
+export interface Kept {
+  fetch: number;
+  rows: Int32Array;
+  counts: Int32Array;
+}
+
+function keptRows(kept: Kept, i: number): Int32Array {
+  return kept.rows.subarray(i * kept.fetch, i * kept.fetch + kept.counts[i]);
+}
+
+/** The rows the threads kept for query `i`; each pair of rows was offered in one thread only. */
+function candidatesOf(kept: Kept[], i: number): Int32Array {
+  if (kept.length === 1) return keptRows(kept[0], i);
+  const parts = kept.map((k) => keptRows(k, i));
+  const out = new Int32Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * Runs `job` alongside this thread in the worker thread (nearest-worker), which is started on
+ * first use with the same TF.js backend as this thread and ends after a while without work.
+ * Rejects when the worker cannot start or fails.
+ */
+function searchInThread(job: SearchJob): Promise<Kept> {
+  helper ??= new Helper();
+  return helper.run(job);
+}
+
+/** Seconds an idle worker thread waits for the next search before it ends. */
+const HELPER_IDLE_SECONDS = 10;
+
+let helper: Helper | undefined;
+
+class Helper {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, [(kept: Kept) => void, (err: Error) => void]>();
+  private lastId = 0;
+  private idle: NodeJS.Timeout | undefined;
+
+  constructor() {
+    const compiled = __filename.endsWith('.js');
+    const script = join(__dirname, `nearest-worker.${compiled ? 'js' : 'ts'}`);
+    this.worker = new Worker(script, {
+      workerData: { backend: tf.getBackend() },
+      // Under ts-node (the tests) the worker compiles its TypeScript as this thread does.
+      execArgv: compiled ? [] : ['-r', 'ts-node/register/transpile-only'],
+    });
+    // An idle worker does not keep the process alive.
+    this.worker.unref();
+    this.worker.on('message', (reply: { id: number; kept?: Kept; error?: string }) => {
+      const [resolve, reject] = this.waiting.get(reply.id) ?? [];
+      this.waiting.delete(reply.id);
+      if (reply.kept !== undefined) resolve?.(reply.kept);
+      else reject?.(new Error(`nearest neighbours: worker thread: ${reply.error}`));
+      this.restartIdleTimer();
+    });
+    const fail = (err: Error) => {
+      if (helper === this) helper = undefined;
+      for (const [, reject] of this.waiting.values()) reject(err);
+      this.waiting.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`nearest neighbours: worker ended (${code})`)));
+  }
+
+  run(job: SearchJob): Promise<Kept> {
+    clearTimeout(this.idle);
+    const id = ++this.lastId;
+    return new Promise<Kept>((resolve, reject) => {
+      this.waiting.set(id, [resolve, reject]);
+      this.worker.postMessage({ id, job });
+    });
+  }
+
+  private restartIdleTimer(): void {
+    clearTimeout(this.idle);
+    if (this.waiting.size > 0) return;
+    this.idle = setTimeout(() => {
+      if (helper === this) helper = undefined;
+      void this.worker.terminate();
+    }, HELPER_IDLE_SECONDS * 1000);
+    this.idle.unref();
+  }
+}
+
+/**
+ * One thread's part of a search: the chunks of shared queries it takes, and (in the calling
+ * thread) the queries not among the rows. Owns tensors until `dispose`.
+ */
+export class ChunkSearch {
+  private readonly best: BestScores;
+  private readonly arrays: SearchArrays<[Float32Array, Float32Array, ...BestScores['lists']]>;
+
+  constructor(private readonly job: SearchJob) {
+    const squares = rowSquares(job.centred, job.dim);
+    this.best = new BestScores(job.queries, job.fetch, job.rowOf);
+    const loose = new Float32Array(job.queries).fill(-Infinity);
+    this.arrays = new SearchArrays([squares, loose, ...this.best.lists], slackFor(squares));
+  }
+
+  /**
+   * Computes chunks of shared queries, taking the next one not taken by another thread until
+   * none is left; hands the event loop back between chunks if `yields`.
+   */
+  async runShared(yields: boolean): Promise<void> {
+    const { centred, dim, chunk, shared, next } = this.job;
+    for (;;) {
+      const start = Atomics.add(next, 0, 1) * chunk;
+      if (start >= shared) return;
+      const end = Math.min(start + chunk, shared);
+      const left = centred.subarray(start * dim, end * dim);
+      this.arrays.scan(this.product(left, start), (products, [sq, floors, ...lists]) => {
+        this.best.bind(lists);
+        this.arrays.offerRows(this.best, products, sq, {
+          first: start,
+          count: end - start,
+          from: start,
+        });
+        offerColumns(this.best, this.arrays, products, [sq, floors], { start, end, shared });
+      });
+      if (yields) await nextTurn();
+    }
+  }
+
+  /** Offers every row to the queries `first` ..  whose centred values are `values`. */
+  runOthers(first: number, values: Float32Array): void {
+    const count = values.length / this.job.dim;
+    this.arrays.scan(this.product(values, 0), (products, [sq, , ...lists]) => {
+      this.best.bind(lists);
+      this.arrays.offerRows(this.best, products, sq, { first, count, from: 0 });
+    });
+  }
+
+  /** The rows kept for every query, copied out. */
+  kept(): Kept {
+    const [, , ...lists] = this.arrays.views();
+    this.best.bind(lists);
+    return this.best.kept();
+  }
+
+  dispose(): void {
+    this.arrays.dispose();
+  }
+
+  /**
+   * 2ab for the centred query rows `a` and the rows from `from` on: `[a rows, n - from]` float32,
+   * row-major. The caller disposes it.
+   */
+  private product(a: Float32Array, from: number): tf.Tensor {
+    const { centred, dim } = this.job;
+    const n = centred.length / dim;
+    return tf.tidy(() => {
+      const left = tf.mul(tf.tensor2d(a, [a.length / dim, dim]), 2);
+      const right = tf.tensor2d(centred.subarray(from * dim), [n - from, dim]);
+      return tf.matMul(left, right, false, true);
+    });
+  }
 }
 
 function checkArguments(
@@ -160,22 +386,24 @@ function arrange(rows: readonly number[], queries: readonly number[]): Layout {
 /** Mean of the given rows, `[dim]` float64; centring on it keeps the float32 products accurate. */
 function columnMean(x: Float32Array, dim: number, rows: readonly number[]): Float64Array {
   const mean = new Float64Array(dim);
-  for (const r of rows) {
-    const base = r * dim;
+  for (let i = 0; i < rows.length; i++) {
+    const base = rows[i] * dim;
     for (let d = 0; d < dim; d++) mean[d] += x[base + d];
   }
   for (let d = 0; d < dim; d++) mean[d] /= rows.length;
   return mean;
 }
 
-/** The given rows minus `mean`, `[rows.length, dim]` float32. */
+/** The given rows minus `mean`, `[rows.length, dim]` float32, in shared memory if `shared`. */
 function gather(
   x: Float32Array,
   dim: number,
   rows: ArrayLike<number>,
   mean: Float64Array,
+  shared: boolean,
 ): Float32Array {
-  const out = new Float32Array(rows.length * dim);
+  const bytes = rows.length * dim * 4;
+  const out = new Float32Array(shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
   for (let i = 0; i < rows.length; i++) {
     const from = rows[i] * dim;
     const to = i * dim;
@@ -195,19 +423,6 @@ function rowSquares(values: Float32Array, dim: number): Float32Array {
   return out;
 }
 
-/**
- * 2ab for the centred query rows `a` and the candidate rows from `from` on: `[a rows, n - from]`
- * float32, row-major. The caller disposes it.
- */
-function productWith(a: Float32Array, twice: tf.Tensor2D, from: number): tf.Tensor {
-  const [n, dim] = twice.shape;
-  return tf.tidy(() => {
-    const left = tf.tensor2d(a, [a.length / dim, dim]);
-    const right = from === 0 ? twice : tf.slice(twice, [from, 0], [n - from, dim]);
-    return tf.matMul(left, right, false, true);
-  });
-}
-
 /** Slack that keeps the float32 pre-selection from dropping a candidate by rounding. */
 function slackFor(squares: Float32Array): number {
   let largest = 0;
@@ -215,18 +430,28 @@ function slackFor(squares: Float32Array): number {
   return largest * 2 ** -14;
 }
 
+/** Which queries a chunk's product rows belong to and where its columns start. */
+interface RowSpan {
+  /** Query (and matrix position, for queries among the rows) of the product's first row. */
+  first: number;
+  /** Rows in the product. */
+  count: number;
+  /** Matrix position of the product's first column. */
+  from: number;
+}
+
 /**
- * Offers row i of `products` (matrix columns `from` .. n) to query `first + i`. |a|^2 is the
- * same for every candidate of one query, so ranking by 2ab - |b|^2 (largest first) is ranking
- * by |a|^2 + |b|^2 - 2ab (smallest first). The scan skips the columns that cannot reach the
- * query's lowest kept score; most do, once a few rows have been seen.
+ * Offers row i of `products` (matrix columns `from` .. n) to query `first + i`, in JavaScript.
+ * |a|^2 is the same for every candidate of one query, so ranking by 2ab - |b|^2 (largest first)
+ * is ranking by |a|^2 + |b|^2 - 2ab (smallest first). The scan skips the columns that cannot
+ * reach the query's lowest kept score; most do, once a few rows have been seen.
  */
-function offerRows(
+function offerRowsPlain(
   best: BestScores,
-  arrays: ScanArrays,
+  arrays: SearchArrays,
   products: Float32Array,
   squares: Float32Array,
-  span: { first: number; count: number; from: number },
+  span: RowSpan,
 ): void {
   const { first, count, from } = span;
   const width = products.length / count;
@@ -249,7 +474,7 @@ function offerRows(
  */
 function offerColumns(
   best: BestScores,
-  arrays: ScanArrays,
+  arrays: SearchArrays,
   products: Float32Array,
   [squares, floors]: Float32Array[],
   span: { start: number; end: number; shared: number },
@@ -272,38 +497,70 @@ function offerColumns(
   }
 }
 
+/** An array a search works on: float32 values or int32 indices and counts. */
+type SearchArray = Float32Array | Int32Array;
+
 /**
- * The float32 arrays a search scans, and the scan: on the wasm backend the arrays live in its
- * memory (as tensors owned here) and a SIMD loop finds the next qualifying value; elsewhere
- * plain arrays and a JavaScript loop.
+ * The arrays a search works on, and the loops over them: on the wasm backend the arrays live in
+ * its memory (as tensors owned here) and SIMD loops scan them and keep the best candidates;
+ * elsewhere plain arrays and JavaScript loops.
  */
-class ScanArrays {
+class SearchArrays<T extends SearchArray[] = SearchArray[]> {
   private readonly kernels: SimdKernels | undefined;
   private readonly tensors: tf.Tensor[];
 
   constructor(
-    private readonly plain: Float32Array[],
+    private readonly plain: T,
     readonly slack: number,
   ) {
     this.kernels = tf.getBackend() === 'wasm' ? simdKernels(wasm()) : undefined;
-    this.tensors = this.kernels === undefined ? [] : plain.map((a) => tf.tensor1d(a));
+    this.tensors =
+      this.kernels === undefined
+        ? []
+        : plain.map((a) => tf.tensor1d(a, a instanceof Int32Array ? 'int32' : 'float32'));
   }
 
-  /**
-   * Runs `visit` on the values of `products` and on views of the arrays, then disposes
-   * `products`. Views into the wasm memory last until its next allocation, hence the callback.
-   */
-  scan(products: tf.Tensor, visit: (values: Float32Array, arrays: Float32Array[]) => void): void {
+  /** The arrays, in the order given; on wasm, views valid until the backend's next allocation. */
+  views(): T {
+    if (this.kernels === undefined) return this.plain;
+    return this.tensors.map((t) => wasm().typedArrayFromHeap(t)) as T;
+  }
+
+  /** Runs `visit` on the values of `products` and on the arrays' views, then disposes `products`. */
+  scan(products: tf.Tensor, visit: (values: Float32Array, arrays: T) => void): void {
     try {
-      if (this.kernels === undefined) {
-        visit(products.dataSync() as Float32Array, this.plain);
-        return;
-      }
-      const view = (t: tf.Tensor) => wasm().typedArrayFromHeap(t) as Float32Array;
-      visit(view(products), this.tensors.map(view));
+      const values =
+        this.kernels === undefined
+          ? (products.dataSync() as Float32Array)
+          : (wasm().typedArrayFromHeap(products) as Float32Array);
+      visit(values, this.views());
     } finally {
       products.dispose();
     }
+  }
+
+  /** Offers each row of `products` to its query (see offerRowsPlain), on wasm in one SIMD call. */
+  offerRows(best: BestScores, products: Float32Array, squares: Float32Array, span: RowSpan): void {
+    if (this.kernels === undefined) {
+      offerRowsPlain(best, this, products, squares, span);
+      return;
+    }
+    const { first, count, from } = span;
+    const [scores, positions, kept, rowOf, scratch] = best.lists;
+    this.kernels.offerRows(
+      products.byteOffset,
+      squares.byteOffset,
+      products.length / count,
+      count,
+      from,
+      first,
+      best.size,
+      scores.byteOffset,
+      positions.byteOffset,
+      kept.byteOffset,
+      rowOf.byteOffset,
+      scratch.byteOffset,
+    );
   }
 
   /**
@@ -343,68 +600,96 @@ function wasm(): BackendWasm {
 
 /**
  * The `size` largest scores offered to each query, with their matrix positions; equal scores
- * keep the lower row index, as the final ranking does.
+ * keep the lower row index, as the final ranking does. Its arrays (`lists`) may be moved, as on
+ * the wasm backend into its memory: `bind` points it at their current place.
  */
 class BestScores {
-  private readonly positions: Int32Array;
-  private readonly scores: Float64Array;
-  private readonly counts: Int32Array;
-  /** Per query: the lowest score kept once its list is full, -Infinity before. */
-  private readonly floors: Float64Array;
+  /** Per query, `size` float32 scores, largest first. */
+  private scores: Float32Array;
+  /** Per query, the matrix positions of those scores. */
+  private positions: Int32Array;
+  /** Per query, how many entries its list holds. */
+  private counts: Int32Array;
+  /** Row index of each matrix position. */
+  private rowOf: Int32Array;
+  /** Room for `size` float32 values, for the SIMD loops. */
+  private scratch: Float32Array;
 
   constructor(
     queries: number,
-    private readonly size: number,
-    private readonly rowOf: Int32Array,
+    readonly size: number,
+    rowOf: Int32Array,
   ) {
+    this.scores = new Float32Array(queries * size);
     this.positions = new Int32Array(queries * size);
-    this.scores = new Float64Array(queries * size);
     this.counts = new Int32Array(queries);
-    this.floors = new Float64Array(queries).fill(-Infinity);
+    this.rowOf = rowOf;
+    this.scratch = new Float32Array(size);
   }
 
+  /** scores, positions, counts, rowOf and scratch, where they are now. */
+  get lists(): [Float32Array, Int32Array, Int32Array, Int32Array, Float32Array] {
+    return [this.scores, this.positions, this.counts, this.rowOf, this.scratch];
+  }
+
+  bind(lists: BestScores['lists']): void {
+    [this.scores, this.positions, this.counts, this.rowOf, this.scratch] = lists;
+  }
+
+  /** The lowest score the query's list keeps, -Infinity while it has room. */
   floor(query: number): number {
-    return this.floors[query];
+    const { size } = this;
+    return this.counts[query] === size ? this.scores[query * size + size - 1] : -Infinity;
   }
 
   /** Keeps `position` if it ranks among the best so far; returns the query's new floor. */
   offer(query: number, position: number, score: number): number {
-    const base = query * this.size;
+    const { positions, scores, rowOf, size } = this;
+    const base = query * size;
     const count = this.counts[query];
-    const row = this.rowOf[position];
-    const before = (i: number) =>
-      this.scores[base + i] > score ||
-      (this.scores[base + i] === score && this.rowOf[this.positions[base + i]] < row);
-    if (count === this.size && before(count - 1)) return this.floors[query];
-
-    let i = Math.min(count, this.size - 1);
-    for (; i > 0 && !before(i - 1); i--) {
-      this.positions[base + i] = this.positions[base + i - 1];
-      this.scores[base + i] = this.scores[base + i - 1];
+    const row = rowOf[position];
+    let i = count;
+    if (count === size) {
+      const last = base + size - 1;
+      if (scores[last] > score || (scores[last] === score && rowOf[positions[last]] < row)) {
+        return scores[last];
+      }
+      i = size - 1;
     }
-    this.positions[base + i] = position;
-    this.scores[base + i] = score;
-    this.counts[query] = Math.min(count + 1, this.size);
-    if (this.counts[query] === this.size) this.floors[query] = this.scores[base + this.size - 1];
-    return this.floors[query];
+    for (; i > 0; i--) {
+      const at = base + i - 1;
+      if (scores[at] > score || (scores[at] === score && rowOf[positions[at]] < row)) break;
+      positions[at + 1] = positions[at];
+      scores[at + 1] = scores[at];
+    }
+    positions[base + i] = position;
+    scores[base + i] = score;
+    if (count < size) this.counts[query] = count + 1;
+    return this.floor(query);
   }
 
-  positionsOf(query: number): Int32Array {
-    const base = query * this.size;
-    return this.positions.subarray(base, base + this.counts[query]);
+  /** The rows kept for every query, copied out. */
+  kept(): Kept {
+    const rows = this.positions.map((p) => this.rowOf[p]);
+    return { fetch: this.size, rows, counts: this.counts.slice() };
   }
 }
 
-/** The `k` candidates nearest to `query` by float64 distance, lowest index first on ties. */
+/**
+ * The `k` of `candidates` (rows of `x`) nearest to `query` by float64 distance, lowest index
+ * first on ties; the query itself is never one.
+ */
 function rerank(
   x: Float32Array,
   dim: number,
   query: number,
-  candidates: number[],
+  candidates: Int32Array,
   k: number,
 ): Int32Array {
   const q = query * dim;
-  const scored: { row: number; distance: number }[] = [];
+  const rows = new Int32Array(k);
+  const distances = new Float64Array(k);
+  let count = 0;
   for (const c of candidates) {
     if (c === query) continue;
     const base = c * dim;
@@ -413,8 +698,22 @@ function rerank(
       const diff = x[base + d] - x[q + d];
       sum += diff * diff;
     }
-    scored.push({ row: c, distance: sum });
+    let i = count;
+    if (count === k) {
+      if (distances[k - 1] < sum || (distances[k - 1] === sum && rows[k - 1] < c)) continue;
+      i = k - 1;
+    }
+    for (
+      ;
+      i > 0 && (distances[i - 1] > sum || (distances[i - 1] === sum && rows[i - 1] > c));
+      i--
+    ) {
+      distances[i] = distances[i - 1];
+      rows[i] = rows[i - 1];
+    }
+    distances[i] = sum;
+    rows[i] = c;
+    if (count < k) count++;
   }
-  scored.sort((a, b) => a.distance - b.distance || a.row - b.row);
-  return Int32Array.from(scored.slice(0, k), (s) => s.row);
+  return rows.slice(0, count);
 }

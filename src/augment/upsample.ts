@@ -1,4 +1,5 @@
-import { createDataSet, DataSet, Part, rowsOf } from '../dataset/dataset';
+import { setImmediate as nextTurn } from 'timers/promises';
+import { copyYielding, createDataSet, DataSet, Part, rowsOf } from '../dataset/dataset';
 import { Random } from '../random';
 import { nearestNeighbours } from './nearest';
 
@@ -24,6 +25,9 @@ interface Group {
   readonly missing: number;
 }
 
+/** Values of new rows blended between two turns of the event loop: a few ms of work. */
+const BLEND_SLICE_VALUES = 2 * 1024 * 1024;
+
 /** New rows as convex combinations: x = weight * x[first] + (1 - weight) * x[second]. */
 interface Recipes {
   first: number[];
@@ -39,7 +43,8 @@ interface Recipes {
  * every other training row (label 0 or -1) and only the smaller side is upsampled. Each new row
  * copies the label and source of its first source row, is a training row and is marked synthetic.
  * Validation and test rows are kept as they are, in order; new rows are appended at the end.
- * Returns `data` itself when nothing is missing.
+ * Resolves to `data` itself when nothing is missing. The neighbour search of `smote` hands the
+ * event loop back between chunks and may use a worker thread (see nearestNeighbours).
  *
  * Modes: `repeat` copies a random row of the class; `mean` averages two random rows; `linear`
  * takes w * a + (1 - w) * b with w ~ U(0, 1); `smote` moves a random row s towards one of its k
@@ -55,10 +60,10 @@ interface Recipes {
  *
  * @example
  * // train rows: A x100, B x10, C x10
- * const out = upsample(data, { ratio: 0.5, mode: 'smote', random: root.derive('upsample') });
+ * const out = await upsample(data, { ratio: 0.5, mode: 'smote', random: root.derive('upsample') });
  * // out: A 100, B 50, C 50 training rows; 80 synthetic rows appended
  */
-export function upsample(data: DataSet, options: UpsampleOptions): DataSet {
+export async function upsample(data: DataSet, options: UpsampleOptions): Promise<DataSet> {
   const { ratio, mode = 'repeat', random, k = 5 } = options;
   checkOptions(ratio, mode, k);
   if (ratio === 0) return data;
@@ -85,10 +90,10 @@ export function upsample(data: DataSet, options: UpsampleOptions): DataSet {
   const recipes: Recipes = { first: [], second: [], weight: [] };
   for (const group of groups) {
     if (group.missing <= 0) continue;
-    if (mode === 'smote') addSmote(data, group, random, k, recipes);
+    if (mode === 'smote') await addSmote(data, group, random, k, recipes);
     else addPairs(group, mode, random, recipes);
   }
-  return recipes.first.length === 0 ? data : appendRows(data, recipes);
+  return recipes.first.length === 0 ? data : await appendRows(data, recipes);
 }
 
 function checkOptions(ratio: number, mode: string, k: number): void {
@@ -116,7 +121,10 @@ function isMultiLabel(data: DataSet, train: readonly number[]): boolean {
 
 function classGroups(data: DataSet, train: readonly number[], ratio: number): Group[] {
   const classes = data.labels.length;
-  const members = data.labels.map((_, c) => train.filter((r) => data.y[r * classes + c] === 1));
+  const members = data.labels.map((): number[] => []);
+  for (const r of train) {
+    for (let c = 0; c < classes; c++) if (data.y[r * classes + c] === 1) members[c].push(r);
+  }
   const target = Math.trunc(Math.max(0, ...members.map((m) => m.length)) * ratio);
   return members.map((rows, c) => ({
     name: `class "${data.labels[c]}"`,
@@ -154,11 +162,17 @@ function addPairs(group: Group, mode: UpsamplingMode, random: Random, recipes: R
   }
 }
 
-function addSmote(data: DataSet, group: Group, random: Random, k: number, recipes: Recipes): void {
+async function addSmote(
+  data: DataSet,
+  group: Group,
+  random: Random,
+  k: number,
+  recipes: Recipes,
+): Promise<void> {
   const seeds = Array.from({ length: group.missing }, () => random.choice(group.rows));
 
   const distinct = [...new Set(seeds)];
-  const found = nearestNeighbours(data.x, data.dim, group.rows, distinct, k);
+  const found = await nearestNeighbours(data.x, data.dim, group.rows, distinct, k);
   const neighbours = new Map(distinct.map((s, i) => [s, found[i]]));
 
   for (const s of seeds) {
@@ -172,16 +186,21 @@ function addSmote(data: DataSet, group: Group, random: Random, k: number, recipe
   }
 }
 
-function appendRows(data: DataSet, recipes: Recipes): DataSet {
+/**
+ * The data set with the recipes' rows appended; hands the event loop back while it copies and
+ * blends, a few megabytes at a time.
+ */
+async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
   const { dim, rows } = data;
   const classes = data.labels.length;
   const added = recipes.first.length;
   const x = new Float32Array((rows + added) * dim);
+  await copyYielding(data.x, x);
   const y = new Float32Array((rows + added) * classes);
-  x.set(data.x);
   y.set(data.y);
 
   const source = data.x;
+  const slice = Math.max(1, Math.floor(BLEND_SLICE_VALUES / dim));
   for (let i = 0; i < added; i++) {
     const a = recipes.first[i];
     const b = recipes.second[i];
@@ -189,7 +208,8 @@ function appendRows(data: DataSet, recipes: Recipes): DataSet {
     const row = rows + i;
     const [to, fromA, fromB] = [row * dim, a * dim, b * dim];
     for (let d = 0; d < dim; d++) x[to + d] = w * source[fromA + d] + (1 - w) * source[fromB + d];
-    y.set(data.y.subarray(a * classes, (a + 1) * classes), row * classes);
+    for (let c = 0; c < classes; c++) y[row * classes + c] = data.y[a * classes + c];
+    if ((i + 1) % slice === 0) await nextTurn();
   }
 
   const parts = new Uint8Array(rows + added).fill(Part.train);

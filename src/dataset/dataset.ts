@@ -1,3 +1,5 @@
+import { setImmediate as nextTurn } from 'timers/promises';
+
 /** Where a row of embeddings came from: a recording (or table) and a time span in seconds. */
 export interface Source {
   readonly file: string;
@@ -113,6 +115,27 @@ export function withSettings(
 export function rowsOf(data: DataSet, part: PartCode): number[] {
   const out: number[] = [];
   for (let i = 0; i < data.rows; i++) if (data.parts[i] === part) out.push(i);
+  return out;
+}
+
+/** Bytes copied between two turns of the event loop by {@link copyYielding}: a few ms of work. */
+const COPY_SLICE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * `values` copied to the start of `into` (by default a new array), a slice at a time with the
+ * event loop handed back between slices, so that copying a data set of hundreds of megabytes
+ * does not hold up the rest of Node-RED.
+ */
+export async function copyYielding(
+  values: Float32Array,
+  into = new Float32Array(values.length),
+): Promise<Float32Array> {
+  const out = into;
+  const slice = COPY_SLICE_BYTES / 4;
+  for (let start = 0; start < values.length; start += slice) {
+    out.set(values.subarray(start, start + slice), start);
+    if (start + slice < values.length) await nextTurn();
+  }
   return out;
 }
 

@@ -1,7 +1,7 @@
-import { OperatorFunction, map } from 'rxjs';
+import { OperatorFunction, concatMap, map } from 'rxjs';
 import {
   UpsamplingMode,
-  mixup as mixRows,
+  mixupYielding as mixRows,
   smoothLabels,
   upsample as upsampleRows,
 } from '../augment';
@@ -22,10 +22,10 @@ export function upsample(options: {
     'Upsampling ratio': options.ratio,
     'Upsampling mode': options.mode ?? 'repeat',
   };
-  return map((data) =>
+  return concatMap(async (data) =>
     withSettings(
       options.ratio > 0
-        ? upsampleRows(data, { ...options, random: new Random(data.seed).derive('upsample') })
+        ? await upsampleRows(data, { ...options, random: new Random(data.seed).derive('upsample') })
         : data,
       settings,
     ),
@@ -34,9 +34,9 @@ export function upsample(options: {
 
 /** Blends a quarter of the labelled train rows with others (mixup) when `enabled`. */
 export function mixup(enabled: boolean): OperatorFunction<DataSet, DataSet> {
-  return map((data) =>
+  return concatMap(async (data) =>
     withSettings(
-      enabled ? mixRows(data, { random: new Random(data.seed).derive('mixup') }) : data,
+      enabled ? await mixRows(data, { random: new Random(data.seed).derive('mixup') }) : data,
       { 'Use mixup': enabled },
     ),
   );

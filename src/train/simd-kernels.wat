@@ -215,6 +215,247 @@
         (br $single)))
     (local.get $j))
 
+  ;; Nearest-neighbour candidates, one query per row of a score matrix: row i of `products`
+  ;; (`width` values) belongs to query `first + i`, and its column j to matrix position
+  ;; `from + j`, scored products[i][j] - squares[from + j] in float32. Each query keeps its `size`
+  ;; largest scores (at scores + 4 q size) with their positions (at positions + 4 q size), largest
+  ;; first, equal scores ordered by rowOf[position], lowest first; kept[q] counts them. A first pass
+  ;; takes the `size`-th largest of the row's maxima over blocks of 16 columns (kept sorted at
+  ;; `scratch`, `size` floats): at least `size` scores reach it, so no score below it can be kept
+  ;; and the second pass offers only those that reach it and the query's lowest kept score,
+  ;; passing over four columns at a time while none does.
+  (func (export "offerRows")
+    (param $products i32) (param $squares i32) (param $width i32) (param $count i32)
+    (param $from i32) (param $first i32) (param $size i32)
+    (param $scores i32) (param $positions i32) (param $kept i32) (param $rowOf i32)
+    (param $scratch i32)
+    (local $i i32) (local $least f32) (local $j i32) (local $lane i32) (local $end4 i32) (local $row i32)
+    (local $sq i32) (local $keptAt i32) (local $n i32) (local $floor f32) (local $score f32)
+    (local $at i32)
+    (local $listScores i32) (local $listPositions i32)
+    (local.set $end4 (i32.and (local.get $width) (i32.const -4)))
+    (local.set $sq (i32.add (local.get $squares) (i32.shl (local.get $from) (i32.const 2))))
+    (block $rowsDone
+      (loop $rows
+        (br_if $rowsDone (i32.ge_u (local.get $i) (local.get $count)))
+        (local.set $row
+          (i32.add (local.get $products)
+            (i32.shl (i32.mul (local.get $i) (local.get $width)) (i32.const 2))))
+        (local.set $keptAt
+          (i32.add (local.get $kept)
+            (i32.shl (i32.add (local.get $first) (local.get $i)) (i32.const 2))))
+        (local.set $listScores
+          (i32.add (local.get $scores)
+            (i32.shl
+              (i32.mul (i32.add (local.get $first) (local.get $i)) (local.get $size))
+              (i32.const 2))))
+        (local.set $listPositions
+          (i32.add (local.get $positions)
+            (i32.sub (local.get $listScores) (local.get $scores))))
+        (local.set $n (i32.load (local.get $keptAt)))
+        (local.set $least
+          (call $blockFloor (local.get $row) (local.get $sq) (local.get $width) (local.get $size)
+            (local.get $scratch)))
+        (local.set $floor
+          (call $larger (local.get $least)
+            (call $floorOf (local.get $listScores) (local.get $n) (local.get $size))))
+        (local.set $j (i32.const 0))
+        (block $quadsDone
+          (loop $quads
+            (br_if $quadsDone (i32.ge_u (local.get $j) (local.get $end4)))
+            (if
+              (v128.any_true
+                (f32x4.ge
+                  (f32x4.sub
+                    (v128.load align=4
+                      (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))))
+                    (v128.load align=4
+                      (i32.add (local.get $sq) (i32.shl (local.get $j) (i32.const 2)))))
+                  (f32x4.splat (local.get $floor))))
+              (then
+                (local.set $lane (i32.const 0))
+                (loop $lanes
+                  (local.set $at
+                    (i32.shl (i32.add (local.get $j) (local.get $lane)) (i32.const 2)))
+                  (local.set $score
+                    (f32.sub
+                      (f32.load (i32.add (local.get $row) (local.get $at)))
+                      (f32.load (i32.add (local.get $sq) (local.get $at)))))
+                  (if (f32.ge (local.get $score) (local.get $floor))
+                    (then
+                      (local.set $n
+                        (call $offer (local.get $listScores) (local.get $listPositions)
+                          (local.get $rowOf) (local.get $n) (local.get $size)
+                          (i32.add (local.get $from) (i32.add (local.get $j) (local.get $lane)))
+                          (local.get $score)))
+                      (local.set $floor
+                        (call $larger (local.get $least)
+                          (call $floorOf (local.get $listScores) (local.get $n)
+                            (local.get $size))))))
+                  (local.set $lane (i32.add (local.get $lane) (i32.const 1)))
+                  (br_if $lanes (i32.lt_u (local.get $lane) (i32.const 4))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $quads)))
+        (block $tailDone
+          (loop $tail
+            (br_if $tailDone (i32.ge_u (local.get $j) (local.get $width)))
+            (local.set $at (i32.shl (local.get $j) (i32.const 2)))
+            (local.set $score
+              (f32.sub
+                (f32.load (i32.add (local.get $row) (local.get $at)))
+                (f32.load (i32.add (local.get $sq) (local.get $at)))))
+            (if (f32.ge (local.get $score) (local.get $floor))
+              (then
+                (local.set $n
+                  (call $offer (local.get $listScores) (local.get $listPositions)
+                    (local.get $rowOf) (local.get $n) (local.get $size)
+                    (i32.add (local.get $from) (local.get $j)) (local.get $score)))
+                (local.set $floor
+                  (call $larger (local.get $least)
+                    (call $floorOf (local.get $listScores) (local.get $n) (local.get $size))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $tail)))
+        (i32.store (local.get $keptAt) (local.get $n))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $rows))))
+
+  ;; The `size`-th largest of the maxima of row[j] - sq[j] over whole blocks of 16 columns, kept in
+  ;; a list sorted largest first at `list`; -infinity when there are fewer than `size` blocks. A
+  ;; block none of whose values beats the last entry of a full list is passed over whole.
+  (func $blockFloor
+    (param $row i32) (param $sq i32) (param $width i32) (param $size i32) (param $list i32)
+    (result f32)
+    (local $b i32) (local $end i32) (local $n i32) (local $k i32) (local $at i32)
+    (local $m v128) (local $top f32) (local $last f32) (local $lane f32)
+    (local.set $end (i32.and (local.get $width) (i32.const -16)))
+    (local.set $last (f32.const -inf))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $b) (local.get $end)))
+        (local.set $at (i32.shl (local.get $b) (i32.const 2)))
+        ;; pmax: the plain lane-wise maximum (the values hold no NaN)
+        (local.set $m
+          (f32x4.pmax
+            (f32x4.pmax
+              (f32x4.sub
+                (v128.load align=4 (i32.add (local.get $row) (local.get $at)))
+                (v128.load align=4 (i32.add (local.get $sq) (local.get $at))))
+              (f32x4.sub
+                (v128.load offset=16 align=4 (i32.add (local.get $row) (local.get $at)))
+                (v128.load offset=16 align=4 (i32.add (local.get $sq) (local.get $at)))))
+            (f32x4.pmax
+              (f32x4.sub
+                (v128.load offset=32 align=4 (i32.add (local.get $row) (local.get $at)))
+                (v128.load offset=32 align=4 (i32.add (local.get $sq) (local.get $at))))
+              (f32x4.sub
+                (v128.load offset=48 align=4 (i32.add (local.get $row) (local.get $at)))
+                (v128.load offset=48 align=4 (i32.add (local.get $sq) (local.get $at)))))))
+        (if
+          (i32.or (i32.lt_u (local.get $n) (local.get $size))
+            (v128.any_true (f32x4.gt (local.get $m) (f32x4.splat (local.get $last)))))
+          (then
+            (local.set $top (f32x4.extract_lane 0 (local.get $m)))
+            (local.set $lane (f32x4.extract_lane 1 (local.get $m)))
+            (if (f32.gt (local.get $lane) (local.get $top)) (then (local.set $top (local.get $lane))))
+            (local.set $lane (f32x4.extract_lane 2 (local.get $m)))
+            (if (f32.gt (local.get $lane) (local.get $top)) (then (local.set $top (local.get $lane))))
+            (local.set $lane (f32x4.extract_lane 3 (local.get $m)))
+            (if (f32.gt (local.get $lane) (local.get $top)) (then (local.set $top (local.get $lane))))
+            ;; insert top, the last entry dropping out of a full list
+            (local.set $k (local.get $n))
+            (if (i32.eq (local.get $n) (local.get $size))
+              (then (local.set $k (i32.sub (local.get $size) (i32.const 1))))
+              (else (local.set $n (i32.add (local.get $n) (i32.const 1)))))
+            (block $placed
+              (loop $shift
+                (br_if $placed (i32.eqz (local.get $k)))
+                (local.set $at (i32.shl (i32.sub (local.get $k) (i32.const 1)) (i32.const 2)))
+                (br_if $placed
+                  (f32.ge (f32.load (i32.add (local.get $list) (local.get $at))) (local.get $top)))
+                (f32.store offset=4 (i32.add (local.get $list) (local.get $at))
+                  (f32.load (i32.add (local.get $list) (local.get $at))))
+                (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                (br $shift)))
+            (f32.store (i32.add (local.get $list) (i32.shl (local.get $k) (i32.const 2)))
+              (local.get $top))
+            (if (i32.eq (local.get $n) (local.get $size))
+              (then
+                (local.set $last
+                  (f32.load
+                    (i32.add (local.get $list)
+                      (i32.shl (i32.sub (local.get $size) (i32.const 1)) (i32.const 2)))))))))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $blocks)))
+    (call $floorOf (local.get $list) (local.get $n) (local.get $size)))
+
+  ;; The larger of two values that are not NaN.
+  (func $larger (param $a f32) (param $b f32) (result f32)
+    (select (local.get $a) (local.get $b) (f32.gt (local.get $a) (local.get $b))))
+
+  ;; The lowest score a full list keeps; -infinity while it has room.
+  (func $floorOf (param $list i32) (param $n i32) (param $size i32) (result f32)
+    (if (result f32) (i32.lt_u (local.get $n) (local.get $size))
+      (then (f32.const -inf))
+      (else
+        (f32.load
+          (i32.add (local.get $list)
+            (i32.shl (i32.sub (local.get $size) (i32.const 1)) (i32.const 2)))))))
+
+  ;; Inserts (score, position) into a list of n kept entries, ranked as above, unless the list is
+  ;; full and its last entry ranks before it (a larger score, or an equal one from a lower row);
+  ;; returns the new count.
+  (func $offer
+    (param $listScores i32) (param $listPositions i32) (param $rowOf i32) (param $n i32)
+    (param $size i32) (param $position i32) (param $score f32) (result i32)
+    (local $row i32) (local $k i32) (local $at i32) (local $kept f32)
+    (local.set $row
+      (i32.load (i32.add (local.get $rowOf) (i32.shl (local.get $position) (i32.const 2)))))
+    (local.set $k (local.get $n))
+    (if (i32.eq (local.get $n) (local.get $size))
+      (then
+        (local.set $k (i32.sub (local.get $size) (i32.const 1)))
+        (local.set $at (i32.shl (local.get $k) (i32.const 2)))
+        (local.set $kept (f32.load (i32.add (local.get $listScores) (local.get $at))))
+        (if (f32.gt (local.get $kept) (local.get $score)) (then (return (local.get $n))))
+        (if (f32.eq (local.get $kept) (local.get $score))
+          (then
+            (if
+              (i32.lt_s
+                (i32.load
+                  (i32.add (local.get $rowOf)
+                    (i32.shl
+                      (i32.load (i32.add (local.get $listPositions) (local.get $at)))
+                      (i32.const 2))))
+                (local.get $row))
+              (then (return (local.get $n))))))))
+    ;; shift the entries that rank after it one place down
+    (block $placed
+      (loop $shift
+        (br_if $placed (i32.eqz (local.get $k)))
+        (local.set $at (i32.shl (i32.sub (local.get $k) (i32.const 1)) (i32.const 2)))
+        (local.set $kept (f32.load (i32.add (local.get $listScores) (local.get $at))))
+        (br_if $placed (f32.gt (local.get $kept) (local.get $score)))
+        (if (f32.eq (local.get $kept) (local.get $score))
+          (then
+            (br_if $placed
+              (i32.lt_s
+                (i32.load
+                  (i32.add (local.get $rowOf)
+                    (i32.shl
+                      (i32.load (i32.add (local.get $listPositions) (local.get $at)))
+                      (i32.const 2))))
+                (local.get $row)))))
+        (f32.store (i32.add (i32.add (local.get $listScores) (local.get $at)) (i32.const 4))
+          (local.get $kept))
+        (i32.store (i32.add (i32.add (local.get $listPositions) (local.get $at)) (i32.const 4))
+          (i32.load (i32.add (local.get $listPositions) (local.get $at))))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $shift)))
+    (local.set $at (i32.shl (local.get $k) (i32.const 2)))
+    (f32.store (i32.add (local.get $listScores) (local.get $at)) (local.get $score))
+    (i32.store (i32.add (local.get $listPositions) (local.get $at)) (local.get $position))
+    (i32.add (local.get $n) (i32.lt_u (local.get $n) (local.get $size))))
+
   ;; dst[c][r] = src[r][c] for r in [r0, r1), c in [c0, c1)
   (func $scalar
     (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)

@@ -150,6 +150,9 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** Bytes of rows copied between two turns of the event loop (about 30 ms of work). */
+const GATHER_BYTES = 8 * 1024 * 1024;
+
 interface Batches {
   x: Float32Array;
   y: Float32Array;
@@ -165,9 +168,11 @@ async function runTraining(
 ): Promise<void> {
   const started = Date.now();
   const classes = data.labels.length;
-  const train = gather(data, rowsOf(data, Part.train));
-  const validation = gather(data, rowsOf(data, Part.validation));
-  if (train.rows.length === 0) throw new Error('training: the data set has no training rows');
+  // Batches are picked from the data set's own rows; the validation rows are copied out once,
+  // a slice at a time so that the event loop keeps turning.
+  const train = rowsOf(data, Part.train);
+  const validation = await gather(data, rowsOf(data, Part.validation));
+  if (train.length === 0) throw new Error('training: the data set has no training rows');
   if (validation.rows.length === 0 && !o.allowNoValidation) {
     throw new Error(
       'training: the data set has no validation rows; set a validation split above 0 ' +
@@ -205,15 +210,15 @@ async function runTraining(
     for (let epoch = 0; epoch < o.epochs; epoch++) {
       const epochStart = Date.now();
       const learningRate = learningRateAt(epoch, o.epochs, o.learningRate);
-      const order = shuffle.shuffle(train.rows.map((_, i) => i));
+      const order = shuffle.shuffle(train.map((_, i) => i));
       let lossSum = 0;
 
       for (let b = 0; b < order.length; b += o.batchSize) {
-        const batch = order.slice(b, b + o.batchSize);
+        const batch = order.slice(b, b + o.batchSize).map((i) => train[i]);
         let penalty = 0;
         const loss = tf.tidy(() => {
-          const x = tf.tensor2d(pick(train.x, batch, data.dim), [batch.length, data.dim]);
-          const y = tf.tensor2d(pick(train.y, batch, classes), [batch.length, classes]);
+          const x = tf.tensor2d(pick(data.x, batch, data.dim), [batch.length, data.dim]);
+          const y = tf.tensor2d(pick(data.y, batch, classes), [batch.length, classes]);
           const { value, grads } = tf.variableGrads(() => {
             const probs = trainingForward(model, x, () => dropoutSeeds.int31());
             return batchLoss(probs, y, lossOptions);
@@ -307,12 +312,23 @@ async function runTraining(
   }
 }
 
-function gather(data: DataSet, rows: number[]): Batches {
-  return {
-    x: pick(data.x, rows, data.dim),
-    y: pick(data.y, rows, data.labels.length),
-    rows,
-  };
+/**
+ * The given rows of a data set copied into arrays of their own, handing the event loop back
+ * after every {@link GATHER_BYTES}.
+ */
+async function gather(data: DataSet, rows: number[]): Promise<Batches> {
+  const { dim } = data;
+  const classes = data.labels.length;
+  const x = new Float32Array(rows.length * dim);
+  const y = new Float32Array(rows.length * classes);
+  const slice = Math.max(1, Math.floor(GATHER_BYTES / 4 / (dim + classes)));
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    x.set(data.x.subarray(r * dim, (r + 1) * dim), i * dim);
+    y.set(data.y.subarray(r * classes, (r + 1) * classes), i * classes);
+    if ((i + 1) % slice === 0) await nextTurn();
+  }
+  return { x, y, rows };
 }
 
 /** Copies rows `indices` of a `[rows, width]` array into a new array. */
