@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import * as nodeRedUtil from '@node-red/util';
 import { copyTypedArraysWhole, holdsTypedArray, plainCopy } from '../nodes/shared/message-copy';
+import { countTurns } from './helpers';
 
 /** Node-RED's runtime hooks, with the calls its router makes that its types leave out. */
 const hooks = nodeRedUtil.hooks as typeof nodeRedUtil.hooks & {
@@ -9,17 +10,22 @@ const hooks = nodeRedUtil.hooks as typeof nodeRedUtil.hooks & {
 };
 const util = nodeRedUtil.util;
 
-/** What Node-RED's router hands the preRoute hook for a message that goes out on a second wire. */
+/** What Node-RED's router hands the onSend hook for each message a node sends on a wire. */
 interface SendEvent {
   msg: Record<string, unknown>;
   cloneMessage: boolean;
 }
 
-/** Runs the preRoute hooks on an event, as Node-RED's flow does before it copies a message. */
-function route(event: SendEvent): Promise<SendEvent> {
+/** Runs the onSend hooks on a node's send events, as Node-RED's flow does before routing them. */
+function send(events: SendEvent[]): Promise<SendEvent[]> {
   return new Promise((resolve, reject) =>
-    hooks.trigger('preRoute', event, (err?: Error) => (err ? reject(err) : resolve(event))),
+    hooks.trigger('onSend', events, (err?: Error) => (err ? reject(err) : resolve(events))),
   );
+}
+
+/** One message sent on an extra wire, through the onSend hooks. */
+async function route(event: SendEvent): Promise<SendEvent> {
+  return (await send([event]))[0];
 }
 
 describe('message copy for data sets on extra wires', function () {
@@ -73,7 +79,7 @@ describe('message copy for data sets on extra wires', function () {
     });
   });
 
-  describe('the preRoute hook in Node-RED hooks', function () {
+  describe('the onSend hook in Node-RED hooks', function () {
     beforeEach(() => copyTypedArraysWhole({ hooks, util } as never));
 
     it('should hand on a copied data set and tell Node-RED not to copy it again', async function () {
@@ -107,12 +113,30 @@ describe('message copy for data sets on extra wires', function () {
       expect(oddEvent.msg).to.equal(odd);
     });
 
+    it('should copy 40 MB a slice at a time, the event loop turning between slices', async function () {
+      // 10 Mi float32 values = 40 MiB: slices of 16 MiB end at 4 Mi, 8 Mi and 10 Mi values.
+      const x = Float32Array.from({ length: 10 * 1024 * 1024 }, (_, i) => i % 4093);
+      const msg = { payload: { x, labels: ['a', 'b'] } };
+      const first: SendEvent = { msg, cloneMessage: false };
+      const second: SendEvent = { msg, cloneMessage: true };
+      const turns = countTurns();
+      const [a, b] = await send([first, second]);
+      expect(turns.stop()).to.be.at.least(3);
+      expect(a.msg).to.equal(msg);
+      expect(b.cloneMessage).to.equal(false);
+      const copy = (b.msg.payload as { x: Float32Array }).x;
+      expect(copy).to.not.equal(x);
+      for (const i of [0, 4 * 1024 * 1024 - 1, 4 * 1024 * 1024, x.length - 1]) {
+        expect(copy[i]).to.equal(i % 4093);
+      }
+    });
+
     it('should be added once however many nodes ask for it', function () {
       copyTypedArraysWhole({ hooks, util } as never);
       copyTypedArraysWhole({ hooks, util } as never);
-      expect(hooks.has('preRoute.custom-classifier-copy')).to.equal(true);
-      hooks.remove('preRoute.custom-classifier-copy');
-      expect(hooks.has('preRoute.custom-classifier-copy'), 'no second copy left').to.equal(false);
+      expect(hooks.has('onSend.custom-classifier-copy')).to.equal(true);
+      hooks.remove('onSend.custom-classifier-copy');
+      expect(hooks.has('onSend.custom-classifier-copy'), 'no second copy left').to.equal(false);
     });
   });
 });

@@ -1,10 +1,14 @@
+import { setImmediate as nextTurn } from 'timers/promises';
 import type { NodeAPI } from 'node-red';
 
 /** Registered once per runtime, whichever of our nodes loads first. */
-const HOOK = 'preRoute.custom-classifier-copy';
+const HOOK = 'onSend.custom-classifier-copy';
 
 /** How deep {@link holdsTypedArray} looks: a trainer result's `predictions.test.scores` is 3. */
 const SEARCH_DEPTH = 4;
+
+/** Bytes of typed arrays copied between two turns of the event loop. */
+const SLICE_BYTES = 16 * 1024 * 1024;
 
 /** What {@link plainCopy} returns for a value it leaves to Node-RED. */
 const NOT_PLAIN = Symbol('not plain');
@@ -22,6 +26,15 @@ type TypedArray =
   | BigInt64Array
   | BigUint64Array;
 
+/** A typed array and the new array its values are still to be copied into. */
+type Pending = [from: TypedArray, to: TypedArray];
+
+/** What Node-RED's router hands the onSend hook for each message a node sends on a wire. */
+interface SendEvent {
+  msg: Record<string, unknown>;
+  cloneMessage: boolean;
+}
+
 /**
  * Makes Node-RED's copy of a message for each extra wire cheap when its payload holds typed
  * arrays: a data set, or a trainer result with its predictions.
@@ -29,8 +42,10 @@ type TypedArray =
  * Node-RED copies with lodash.clonedeep 4.5, which copies a typed array's buffer and then also
  * visits each element by its index as a string: for a data set of 50,000 x 1024 values that held
  * the event loop for most of a minute and built GiBs of index strings. This hook makes the same
- * deep copy, with each typed array copied in one piece, and tells Node-RED the message is copied.
- * A payload holding anything but plain objects, arrays, typed arrays and primitives (a Buffer, a
+ * deep copy, with typed arrays copied a slice of a few megabytes at a time and the event loop
+ * handed back between slices, and tells Node-RED the message is copied. It runs when a node
+ * sends, before Node-RED routes any of the messages, so no node receives one while it copies. A
+ * payload holding anything but plain objects, arrays, typed arrays and primitives (a Buffer, a
  * Date, a class instance) is left to Node-RED, as is every other part of the message.
  *
  * The hook is the runtime's, shared by all flows, so it is added once. A node API without hooks
@@ -38,15 +53,37 @@ type TypedArray =
  */
 export function copyTypedArraysWhole(RED: Pick<NodeAPI, 'hooks' | 'util'>): void {
   if (RED.hooks === undefined || RED.hooks.has(HOOK)) return;
-  RED.hooks.add(HOOK, (event: { msg: Record<string, unknown>; cloneMessage: boolean }) => {
-    if (!event.cloneMessage || !holdsTypedArray(event.msg.payload, SEARCH_DEPTH)) return;
-    const payload = plainCopy(event.msg.payload, new Map());
-    if (payload === NOT_PLAIN) return;
-
-    const rest: Record<string, unknown> = { ...event.msg, payload: undefined };
-    event.msg = { ...RED.util.cloneMessage(rest), payload };
-    event.cloneMessage = false;
+  RED.hooks.add(HOOK, (events: SendEvent[]) => {
+    const ours = events.filter(
+      (event) => event.cloneMessage && holdsTypedArray(event.msg.payload, SEARCH_DEPTH),
+    );
+    // Every other message goes on without waiting for a promise.
+    if (ours.length === 0) return undefined;
+    return copyEvents(ours, RED.util);
   });
+}
+
+async function copyEvents(events: SendEvent[], util: Pick<NodeAPI, 'util'>['util']) {
+  for (const event of events) {
+    const pending: Pending[] = [];
+    const payload = plainCopy(event.msg.payload, new Map(), pending);
+    if (payload === NOT_PLAIN) continue;
+    await fill(pending);
+    const rest: Record<string, unknown> = { ...event.msg, payload: undefined };
+    event.msg = { ...util.cloneMessage(rest), payload };
+    event.cloneMessage = false;
+  }
+}
+
+/** Copies each pending array, a slice at a time, handing the event loop back between slices. */
+async function fill(pending: Pending[]): Promise<void> {
+  for (const [from, to] of pending) {
+    const slice = Math.max(1, Math.floor(SLICE_BYTES / from.BYTES_PER_ELEMENT));
+    for (let start = 0; start < from.length; start += slice) {
+      (to as Float32Array).set(from.subarray(start, start + slice) as Float32Array, start);
+      await nextTurn();
+    }
+  }
 }
 
 /** Whether a typed array sits within `depth` levels of plain objects and arrays. */
@@ -66,14 +103,23 @@ export function holdsTypedArray(value: unknown, depth: number): boolean {
 /**
  * A deep copy of plain data, as lodash's `cloneDeep` makes it (shared and circular references
  * stay so), with typed arrays copied in one piece; {@link NOT_PLAIN} when the value holds
- * anything else that is not a primitive.
+ * anything else that is not a primitive. Given `pending`, typed arrays are new arrays of the same
+ * type and length whose values are left to copy, listed there.
  */
-export function plainCopy(value: unknown, seen: Map<object, unknown>): unknown {
+export function plainCopy(
+  value: unknown,
+  seen: Map<object, unknown>,
+  pending?: Pending[],
+): unknown {
   if (typeof value === 'function') return NOT_PLAIN;
   if (typeof value !== 'object' || value === null) return value;
   if (seen.has(value)) return seen.get(value);
   if (isTypedArray(value)) {
-    const copy = value.slice();
+    const copy =
+      pending === undefined
+        ? value.slice()
+        : new (value.constructor as new (length: number) => TypedArray)(value.length);
+    if (pending !== undefined) pending.push([value, copy]);
     seen.set(value, copy);
     return copy;
   }
@@ -82,7 +128,7 @@ export function plainCopy(value: unknown, seen: Map<object, unknown>): unknown {
     const copy: unknown[] = new Array(value.length);
     seen.set(value, copy);
     for (let i = 0; i < value.length; i++) {
-      const item = plainCopy(value[i], seen);
+      const item = plainCopy(value[i], seen, pending);
       if (item === NOT_PLAIN) return NOT_PLAIN;
       copy[i] = item;
     }
@@ -96,7 +142,7 @@ export function plainCopy(value: unknown, seen: Map<object, unknown>): unknown {
     Object.prototype.propertyIsEnumerable.call(value, s),
   );
   for (const key of [...Object.keys(value), ...symbols]) {
-    const item = plainCopy((value as Record<string | symbol, unknown>)[key], seen);
+    const item = plainCopy((value as Record<string | symbol, unknown>)[key], seen, pending);
     if (item === NOT_PLAIN) return NOT_PLAIN;
     copy[key] = item;
   }

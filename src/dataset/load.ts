@@ -7,7 +7,7 @@ import { EmbedderSettings, createExtractor } from '../audio/embedder';
 import { Extractor } from '../audio/extractor';
 import { AudioSettings, DEFAULT_AUDIO, checkAudioSettings } from '../audio/recordings';
 import { Random } from '../random';
-import { DataSet, EmbeddingInfo, Part, Source, createDataSet } from './dataset';
+import { DataSet, EmbeddingInfo, Part, Source, copyYielding, createDataSet } from './dataset';
 import { isEmbeddingsFile, readEmbeddingsFolder, readEmbeddingsText } from './embeddings';
 import { classList, encodeLabels } from './labels';
 import { readTrainingCache } from './npz';
@@ -293,12 +293,14 @@ async function readCache(path: string): Promise<Encoded> {
   const cache = await readTrainingCache(path);
   const trainRows = cache.xTrain.length / cache.dim;
   const testRows = cache.xTest === undefined ? 0 : cache.xTest.length / cache.dim;
-  const x = new Float32Array((trainRows + testRows) * cache.dim);
-  const y = new Float32Array((trainRows + testRows) * cache.labels.length);
-  x.set(cache.xTrain);
-  y.set(cache.yTrain);
+  let x = cache.xTrain;
+  let y = cache.yTrain;
   if (cache.xTest !== undefined && cache.yTest !== undefined) {
+    // The test rows follow the training rows in one array.
+    x = await copyYielding(cache.xTrain, new Float32Array((trainRows + testRows) * cache.dim));
     x.set(cache.xTest, cache.xTrain.length);
+    y = new Float32Array((trainRows + testRows) * cache.labels.length);
+    y.set(cache.yTrain);
     y.set(cache.yTest, cache.yTrain.length);
   }
   const parts = new Uint8Array(trainRows + testRows).fill(Part.test, trainRows);

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { endianness } from 'node:os';
 import * as zlib from 'node:zlib';
 import { unzipSync } from 'fflate';
@@ -77,23 +78,27 @@ export async function readTrainingCache(path: string): Promise<TrainingCache> {
   };
 
   const labels = readLabels(required('labels', 'the class names'), path, fail);
-  const xTrain = matrix(required('x_train', 'a [rows, dim] array of embeddings'), fail);
-  const yTrain = labelMatrix(required('y_train', 'a [rows, classes] array'), labels.length, fail);
+  const xTrain = await matrix(required('x_train', 'a [rows, dim] array of embeddings'), fail);
+  const yTrain = await labelMatrix(
+    required('y_train', 'a [rows, classes] array'),
+    labels.length,
+    fail,
+  );
   if (xTrain.rows === 0) throw fail('x_train has no rows; expected at least one embedding');
   if (xTrain.cols === 0) throw fail('x_train has rows of 0 values; expected embeddings');
   checkPair(xTrain, yTrain, 'x_train', 'y_train', labels.length, fail);
 
-  const test = readTestSet(arrays, xTrain.cols, labels.length, fail);
+  const test = await readTestSet(arrays, xTrain.cols, labels.length, fail);
   return { xTrain: xTrain.values, yTrain: yTrain.values, ...test, dim: xTrain.cols, labels };
 }
 
 /** `x_test` and `y_test` when both hold rows; 2.x writes them empty when there is no test set. */
-function readTestSet(
+async function readTestSet(
   arrays: Map<Field, NpyArray>,
   dim: number,
   classes: number,
   fail: Fail,
-): Pick<TrainingCache, 'xTest' | 'yTest'> {
+): Promise<Pick<TrainingCache, 'xTest' | 'yTest'>> {
   const xArray = arrays.get('x_test');
   const yArray = arrays.get('y_test');
   const hasX = xArray !== undefined && xArray.count > 0;
@@ -104,8 +109,8 @@ function readTestSet(
     throw fail(`${present} holds values but ${absent} is missing or empty; expected both or none`);
   }
 
-  const xTest = matrix(xArray, fail);
-  const yTest = labelMatrix(yArray, classes, fail);
+  const xTest = await matrix(xArray, fail);
+  const yTest = await labelMatrix(yArray, classes, fail);
   if (xTest.cols !== dim) {
     throw fail(`x_test has ${xTest.cols} values per row but x_train has ${dim}`);
   }
@@ -287,14 +292,17 @@ function readLabels(array: NpyArray, path: string, fail: Fail): string[] {
   return labels;
 }
 
-/** `[rows, cols]` float32 from any numeric dtype; refuses NaN and infinities. */
-function matrix(array: NpyArray, fail: Fail): Matrix {
+/**
+ * `[rows, cols]` float32 from any numeric dtype; refuses NaN and infinities. Hands the event loop
+ * back every few megabytes it checks.
+ */
+async function matrix(array: NpyArray, fail: Fail): Promise<Matrix> {
   if (array.shape.length !== 2) {
     throw fail(`${array.field} has shape (${array.shape.join(', ')}); expected [rows, columns]`);
   }
   const [rows, cols] = array.shape;
   const values = toFloat32(array, fail);
-  const bad = values.findIndex((v) => !Number.isFinite(v));
+  const bad = await findIndexYielding(values, (v) => !Number.isFinite(v));
   if (bad >= 0) {
     throw fail(
       `${array.field} holds ${values[bad]} at row ${Math.floor(bad / cols)}, ` +
@@ -309,10 +317,10 @@ function matrix(array: NpyArray, fail: Fail): Matrix {
  * A label matrix: `[rows, classes]` with every value in [-1, 1]. A 1-D array is read as one
  * column when there is a single class, which is how a binary cache may store it.
  */
-function labelMatrix(array: NpyArray, classes: number, fail: Fail): Matrix {
+async function labelMatrix(array: NpyArray, classes: number, fail: Fail): Promise<Matrix> {
   const asColumn = array.shape.length === 1 && classes === 1;
-  const y = matrix(asColumn ? { ...array, shape: [array.shape[0], 1] } : array, fail);
-  const bad = y.values.findIndex((v) => v < -1 || v > 1);
+  const y = await matrix(asColumn ? { ...array, shape: [array.shape[0], 1] } : array, fail);
+  const bad = await findIndexYielding(y.values, (v) => v < -1 || v > 1);
   if (bad >= 0) {
     throw fail(
       `${array.field} holds ${y.values[bad]} at row ${Math.floor(bad / y.cols)}, ` +
@@ -342,11 +350,35 @@ function checkPair(
 
 const littleEndianHost = endianness() === 'LE';
 
+/** Values checked between two turns of the event loop. */
+const CHECK_SLICE = 4 * 1024 * 1024;
+
+/** The first index whose value meets `test`, or -1; hands the event loop back between slices. */
+async function findIndexYielding(
+  values: Float32Array,
+  test: (value: number) => boolean,
+): Promise<number> {
+  for (let start = 0; start < values.length; start += CHECK_SLICE) {
+    const end = Math.min(values.length, start + CHECK_SLICE);
+    for (let i = start; i < end; i++) if (test(values[i])) return i;
+    if (end < values.length) await nextTurn();
+  }
+  return -1;
+}
+
+/**
+ * The values as float32: little-endian float32 read in place where the payload is aligned (numpy
+ * pads its headers so that it is, and the archive reader gives each member a buffer of its own),
+ * otherwise converted into a new array.
+ */
 function toFloat32(array: NpyArray, fail: Fail): Float32Array {
   const { kind, size, count, data } = array;
+  if (kind === 'f' && size === 4 && littleEndianHost && data.byteOffset % 4 === 0) {
+    return new Float32Array(data.buffer, data.byteOffset, count);
+  }
   const out = new Float32Array(count);
   if (kind === 'f' && size === 4 && littleEndianHost) {
-    // A byte copy also aligns the payload, which sits at any offset inside the archive.
+    // A byte copy also aligns the payload.
     new Uint8Array(out.buffer).set(data.subarray(0, count * 4));
     return out;
   }
