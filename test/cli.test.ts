@@ -260,6 +260,68 @@ describe('command line', () => {
     expect(readFileSync(join(out, 'weights.bin')).equals(before)).to.equal(true);
   });
 
+  it("should score a table by the model's column names, in whatever order it lists them", async () => {
+    // 40 rows of A and B, three features whose values tell the classes apart.
+    const rows = Array.from({ length: 40 }, (_, i) => {
+      const label = i % 2 === 0 ? 'A' : 'B';
+      const shift = label === 'A' ? 0 : 3;
+      const c = (i % 3) / 10;
+      // d holds c's values under another name.
+      return { label, a: shift + (i % 5) / 10, b: 1 - shift + (i % 7) / 10, c, d: c };
+    });
+    const table = (columns: string[]) =>
+      [
+        columns.join(','),
+        ...rows.map((r) => columns.map((c) => r[c as keyof typeof r]).join(',')),
+      ].join('\n') + '\n';
+    writeFileSync(join(dir, 'train.csv'), table(['label', 'a', 'b', 'c']));
+    writeFileSync(join(dir, 'reordered.csv'), table(['c', 'label', 'b', 'a']));
+    writeFileSync(join(dir, 'renamed.csv'), table(['label', 'a', 'b', 'd']));
+    const out = join(dir, 'table model');
+    const trained = await cli(
+      'train',
+      '--data',
+      join(dir, 'train.csv'),
+      '--label-column',
+      'label',
+      '--out',
+      out,
+      '--epochs',
+      '3',
+    );
+    expect(trained.code, trained.stderr).to.equal(0);
+
+    const report = async (table: string) => {
+      const file = join(dir, `${table}.report.csv`);
+      const run = await cli(
+        'evaluate',
+        '--model',
+        out,
+        '--data',
+        join(dir, table),
+        '--label-column',
+        'label',
+        '--out',
+        file,
+      );
+      expect(run.code, run.stderr).to.equal(0);
+      return readFileSync(file, 'utf8');
+    };
+    expect(await report('reordered.csv')).to.equal(await report('train.csv'));
+
+    const renamed = await cli(
+      'evaluate',
+      '--model',
+      out,
+      '--data',
+      join(dir, 'renamed.csv'),
+      '--label-column',
+      'label',
+    );
+    expect(renamed.code).to.not.equal(0);
+    expect(renamed.stderr, renamed.stderr).to.include('lacks "c"').and.include('has "d" besides');
+  });
+
   it('should evaluate a model on data that holds only some of its classes', async () => {
     const out = join(dir, 'for one class');
     expect((await cli('train', '--data', data, '--out', out, '--epochs', '2')).code).to.equal(0);

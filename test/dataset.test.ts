@@ -717,6 +717,31 @@ describe('dataset', () => {
       expect(Array.from(data.parts.subarray(4)).every((p) => p === Part.test)).to.equal(true);
     });
 
+    it('should match the columns of a test table to the training table by name', async () => {
+      write(dir, {
+        'train.csv': 'label,f1,f2,f3\nA,1,2,3\nA,4,5,6\nB,7,8,9\nB,10,11,12\n',
+        'test.csv': 'f3,label,f1,f2\n30,A,10,20\n33,B,11,22\n',
+        'short.csv': 'label,f1,f3,extra\nA,1,3,0\n',
+      });
+
+      const data = await loadDataSet(join(dir, 'train.csv'), {
+        labelColumn: 'label',
+        testData: join(dir, 'test.csv'),
+      });
+      expect(data.embedding.features).to.deep.equal(['f1', 'f2', 'f3']);
+      // Test rows read as (f1, f2, f3) = (10, 20, 30) and (11, 22, 33).
+      expect(Array.from(data.x.subarray(12))).to.deep.equal([10, 20, 30, 11, 22, 33]);
+
+      const err = await refusal(
+        loadDataSet(join(dir, 'train.csv'), {
+          labelColumn: 'label',
+          testData: join(dir, 'short.csv'),
+        }),
+      );
+      expect(err.message).to.include('short.csv').and.include('lacks "f2"');
+      expect(err.message).to.include('has "extra" besides');
+    });
+
     it('should refuse a test label that training does not know', async () => {
       write(dir, { 'train.csv': train, 'test.csv': 'label,f1\nA,101\nZ,102\n' });
 

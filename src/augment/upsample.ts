@@ -199,17 +199,10 @@ async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
   const y = new Float32Array((rows + added) * classes);
   y.set(data.y);
 
-  const source = data.x;
   const slice = Math.max(1, Math.floor(BLEND_SLICE_VALUES / dim));
-  for (let i = 0; i < added; i++) {
-    const a = recipes.first[i];
-    const b = recipes.second[i];
-    const w = recipes.weight[i];
-    const row = rows + i;
-    const [to, fromA, fromB] = [row * dim, a * dim, b * dim];
-    for (let d = 0; d < dim; d++) x[to + d] = w * source[fromA + d] + (1 - w) * source[fromB + d];
-    for (let c = 0; c < classes; c++) y[row * classes + c] = data.y[a * classes + c];
-    if ((i + 1) % slice === 0) await nextTurn();
+  for (let start = 0; start < added; start += slice) {
+    blendRows(data, recipes, [x, y], start, Math.min(added, start + slice));
+    if (start + slice < added) await nextTurn();
   }
 
   const parts = new Uint8Array(rows + added).fill(Part.train);
@@ -224,4 +217,26 @@ async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
     synthetic,
     sources: [...data.sources, ...recipes.first.map((a) => data.sources[a])],
   });
+}
+
+/** Writes new rows `start` .. `end` of the recipes after the data set's rows into `x` and `y`. */
+function blendRows(
+  data: DataSet,
+  recipes: Recipes,
+  [x, y]: [Float32Array, Float32Array],
+  start: number,
+  end: number,
+): void {
+  const { dim, rows } = data;
+  const classes = data.labels.length;
+  const source = data.x;
+  for (let i = start; i < end; i++) {
+    const a = recipes.first[i];
+    const b = recipes.second[i];
+    const w = recipes.weight[i];
+    const row = rows + i;
+    const [to, fromA, fromB] = [row * dim, a * dim, b * dim];
+    for (let d = 0; d < dim; d++) x[to + d] = w * source[fromA + d] + (1 - w) * source[fromB + d];
+    for (let c = 0; c < classes; c++) y[row * classes + c] = data.y[a * classes + c];
+  }
 }

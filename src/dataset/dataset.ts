@@ -18,6 +18,8 @@ export interface EmbeddingInfo {
   readonly source: string;
   /** Audio settings used to make the embeddings, when they came from audio. */
   readonly audio?: Readonly<Record<string, string | number>>;
+  /** Names of the feature columns, in order, when the embeddings came from a table. */
+  readonly features?: readonly string[];
 }
 
 /**

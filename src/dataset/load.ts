@@ -8,6 +8,7 @@ import { Extractor } from '../audio/extractor';
 import { AudioSettings, DEFAULT_AUDIO, checkAudioSettings } from '../audio/recordings';
 import { Random } from '../random';
 import { DataSet, EmbeddingInfo, Part, Source, copyYielding, createDataSet } from './dataset';
+import { featureOrder, reorderColumns } from './features';
 import { isEmbeddingsFile, readEmbeddingsFolder, readEmbeddingsText } from './embeddings';
 import { classList, encodeLabels } from './labels';
 import { readTrainingCache } from './npz';
@@ -71,6 +72,8 @@ interface Encoded {
   parts: Uint8Array;
   source: string;
   audio?: EmbeddingInfo['audio'];
+  /** Names of the feature columns, for a table. */
+  features?: string[];
 }
 
 /**
@@ -195,10 +198,11 @@ function split(data: Encoded, fraction: number, seed: number): DataSet {
   return createDataSet({
     ...data,
     parts,
-    embedding:
-      data.audio === undefined
-        ? { source: data.source }
-        : { source: data.source, audio: data.audio },
+    embedding: {
+      source: data.source,
+      ...(data.audio === undefined ? {} : { audio: data.audio }),
+      ...(data.features === undefined ? {} : { features: data.features }),
+    },
     seed,
     settings: { 'Validation split': fraction, Seed: seed },
   });
@@ -286,6 +290,7 @@ function encode(raw: RawRows, path: string, source: string, classes?: readonly s
     sources: raw.sources,
     parts: new Uint8Array(raw.labels.length),
     source,
+    ...(raw.features === undefined ? {} : { features: raw.features }),
   };
 }
 
@@ -320,6 +325,9 @@ function appendTest(data: Encoded, test: Encoded, path: string): void {
   if (test.dim !== data.dim) {
     throw new Error(`${path}: test embeddings have ${test.dim} values, training has ${data.dim}`);
   }
+  // A test table may list the same columns in another order: they are matched by name.
+  const order = featureOrder(test.features, data.features, path);
+  if (order !== undefined) test.x = reorderColumns(test.x, test.dim, order);
   const k = data.labels.length;
   const map = test.labels.map((label) => {
     const i = data.labels.indexOf(label);

@@ -1,5 +1,6 @@
 import { Observable, OperatorFunction, concatMap, defer, from, of } from 'rxjs';
 import { DataSet, EmbeddingInfo, Part, rowsOf, selectRows } from '../dataset/dataset';
+import { featureOrder, reorderColumns } from '../dataset/features';
 import { LoadedModel, Provenance, loadModelDirectory } from '../store/model-directory';
 import { predictScores } from '../train/model';
 
@@ -272,9 +273,16 @@ export function scoreDataSet(
     );
   }
   checkSameEmbedding(data.embedding, predictor.provenance, where);
+  // A table's columns are matched to the model's training table by name.
+  const order = featureOrder(
+    data.embedding.features,
+    predictor.provenance.embedding.features,
+    where,
+  );
   const columns = labelColumns(data.labels, predictor, where);
   const { part, rows } = pickRows(data, choice, where);
   const subset = selectRows(data, rows);
+  const x = order === undefined ? subset.x : reorderColumns(subset.x, data.dim, order);
 
   const k = predictor.labels.length;
   const kData = data.labels.length;
@@ -282,7 +290,7 @@ export function scoreDataSet(
   for (let r = 0; r < rows.length; r++) {
     for (let c = 0; c < kData; c++) y[r * k + columns[c]] = subset.y[r * kData + c];
   }
-  const scores = scoreEmbeddings(predictor, { x: subset.x, rows: rows.length, dim: data.dim });
+  const scores = scoreEmbeddings(predictor, { x, rows: rows.length, dim: data.dim });
   return { part, y, scores, rows: rows.length, labels: [...predictor.labels] };
 }
 
