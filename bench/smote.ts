@@ -7,9 +7,9 @@
  * ../shared/data holds it, and 50,000 synthetic rows x 1024 in 10 classes of 20000, 10000, 6000,
  * 4000, 3000, 2500, 1500, 1200, 1000 and 800 rows. Every row is a training row.
  *
- * Each side runs BENCH_ROUNDS times (default 5) in one process and reports the median (the first
- * run of a process pays for compiling code, and ours for starting the worker thread of the
- * neighbour search). Prints one JSON line per case. Environment: BENCH_PYTHON as for
+ * Each side runs BENCH_ROUNDS times (default 7) in one process and reports the median, and the
+ * ratios of the first runs and of the medians of the later runs apart: the first run of a process
+ * pays for compiling code (and ours for starting the worker thread of the neighbour search). Prints one JSON line per case. Environment: BENCH_PYTHON as for
  * train-speed.ts.
  */
 import { execFileSync } from 'child_process';
@@ -28,7 +28,7 @@ const K = 5;
 const FROGS = join(__dirname, '..', '..', 'shared', 'data', 'anuran-mfcc', 'Frogs_MFCCs.csv');
 const SYNTHETIC_COUNTS = [20000, 10000, 6000, 4000, 3000, 2500, 1500, 1200, 1000, 800];
 const DIM = 1024;
-const RUNS = Number(process.env.BENCH_ROUNDS ?? 5);
+const RUNS = Number(process.env.BENCH_ROUNDS ?? 7);
 
 function write(line: unknown): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -102,8 +102,13 @@ async function runOurs(
     rowsOut = (await upsample(data, { ratio: RATIO, mode: 'smote', k: K, random })).rows;
     runs.push((performance.now() - start) / 1000);
   }
-  const seconds = [...runs].sort((a, b) => a - b)[RUNS >> 1];
-  return { seconds, runs: runs.map((s) => round(s, 3)), rowsOut };
+  return { seconds: median(runs), runs: runs.map((s) => round(s, 3)), rowsOut };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 async function main(): Promise<void> {
@@ -140,6 +145,11 @@ async function main(): Promise<void> {
       const theirs = runPeer(peer.python, data);
       result.imblearn = { ...theirs, seconds: round(theirs.seconds as number, 3) };
       result.ratioOursToImblearn = round(ours.seconds / (theirs.seconds as number), 2);
+      // The first run of a process pays for compiling code on both sides: each part apart.
+      const oursRuns = ours.runs;
+      const theirRuns = theirs.runs as number[];
+      result.ratioFirstRun = round(oursRuns[0] / theirRuns[0], 2);
+      result.ratioLaterRuns = round(median(oursRuns.slice(1)) / median(theirRuns.slice(1)), 2);
     } else {
       result.imblearn = `skipped: ${peer.reason}`;
     }

@@ -8,8 +8,10 @@ import {
   macroAuprc,
   macroAuroc,
   macroRanking,
+  macroRankingYielding,
   rocAuc,
 } from '../src/evaluate/metrics';
+import { countTurns } from './helpers';
 import { Random } from '../src/random';
 import { CSV_HEADER, formatReportTable, reportToCsv, reportToJson } from '../src/evaluate/report';
 
@@ -261,6 +263,15 @@ describe('metrics', () => {
       expect(macroAuroc(y, scores, 3, 4)).to.be.closeTo(0.875, EPS);
       expect(macroAuprc(y, scores, 3)).to.be.closeTo(0.944444, EPS);
       const both = macroRanking(y, scores, 3, 4);
+      expect(both.auprc).to.be.closeTo(0.944444, EPS);
+      expect(both.auroc).to.be.closeTo(0.875, EPS);
+    });
+
+    it('should give the same figures when it hands the event loop back between classes', async () => {
+      // A slice of 0 ms yields after every class: 4 classes, 4 turns.
+      const turns = countTurns();
+      const both = await macroRankingYielding(y, scores, 3, 4, 0);
+      expect(turns.stop()).to.be.at.least(4);
       expect(both.auprc).to.be.closeTo(0.944444, EPS);
       expect(both.auroc).to.be.closeTo(0.875, EPS);
     });

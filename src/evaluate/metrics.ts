@@ -1,3 +1,5 @@
+import { setImmediate as nextTurn } from 'timers/promises';
+
 /**
  * Per-class metrics of a multi-label classifier: average precision, ROC AUC, counts and F1 at a
  * threshold, the F1-best threshold on a fixed grid, and a report with a macro row.
@@ -279,30 +281,74 @@ export function macroRanking(
   rows: number,
   classes = rows === 0 ? 0 : y.length / rows,
 ): { auprc: number | undefined; auroc: number | undefined } {
-  checkRows(rows);
-  if (!Number.isInteger(classes) || classes < 0) {
-    throw new RangeError(
-      `classes must be a non-negative integer, got ${classes} (y has ${y.length} entries)`,
-    );
-  }
-  checkMatrix(y, scores, rows, classes);
+  const ranking = new MacroRanking(y, scores, rows, classes);
+  for (let c = 0; c < classes; c++) ranking.add(c);
+  return ranking.value();
+}
 
-  const buffer = new Float64Array(rows);
-  const labels = new Float64Array(rows);
-  const column = new Float64Array(rows);
-  const ap = new RunningMean();
-  const auc = new RunningMean();
+/**
+ * {@link macroRanking}, handing the event loop back whenever a few classes have taken
+ * `sliceMs` together, so that a host stays responsive while thousands of rows are ranked.
+ */
+export async function macroRankingYielding(
+  y: ArrayLike<number>,
+  scores: ArrayLike<number>,
+  rows: number,
+  classes = rows === 0 ? 0 : y.length / rows,
+  sliceMs = 20,
+): Promise<{ auprc: number | undefined; auroc: number | undefined }> {
+  const ranking = new MacroRanking(y, scores, rows, classes);
+  let since = Date.now();
   for (let c = 0; c < classes; c++) {
+    ranking.add(c);
+    if (Date.now() - since >= sliceMs) {
+      await nextTurn();
+      since = Date.now();
+    }
+  }
+  return ranking.value();
+}
+
+/** Mean average precision and ROC AUC, a class at a time. */
+class MacroRanking {
+  private readonly buffer: Float64Array;
+  private readonly labels: Float64Array;
+  private readonly column: Float64Array;
+  private readonly ap = new RunningMean();
+  private readonly auc = new RunningMean();
+
+  constructor(
+    private readonly y: ArrayLike<number>,
+    private readonly scores: ArrayLike<number>,
+    private readonly rows: number,
+    private readonly classes: number,
+  ) {
+    checkRows(rows);
+    if (!Number.isInteger(classes) || classes < 0) {
+      throw new RangeError(
+        `classes must be a non-negative integer, got ${classes} (y has ${y.length} entries)`,
+      );
+    }
+    checkMatrix(y, scores, rows, classes);
+    this.buffer = new Float64Array(rows);
+    this.labels = new Float64Array(rows);
+    this.column = new Float64Array(rows);
+  }
+
+  add(c: number): void {
+    const { y, scores, rows, classes, labels, column } = this;
     for (let r = 0; r < rows; r++) {
       labels[r] = y[r * classes + c];
       column[r] = scores[r * classes + c];
     }
-    const ranked = rankedMetrics(splitByLabel(labels, column, buffer));
-    ap.add(ranked.averagePrecision);
-    auc.add(ranked.rocAuc);
+    const ranked = rankedMetrics(splitByLabel(labels, column, this.buffer));
+    this.ap.add(ranked.averagePrecision);
+    this.auc.add(ranked.rocAuc);
   }
 
-  return { auprc: ap.value(), auroc: auc.value() };
+  value(): { auprc: number | undefined; auroc: number | undefined } {
+    return { auprc: this.ap.value(), auroc: this.auc.value() };
+  }
 }
 
 /** A mean that skips undefined values and is itself undefined when nothing was added. */
