@@ -19,6 +19,7 @@ import { evaluate, load, mixup, save, smooth, train, upsample } from './streams'
 import { loadPredictor, scoreDataSet } from './streams/predict';
 import { SavedEvent } from './streams/save';
 import { BACKENDS, initBackend } from './train/backend';
+import { NoValidationError } from './train/trainer';
 import { writeFile } from 'fs/promises';
 import { join } from 'path';
 
@@ -201,6 +202,12 @@ function trainCommand(): Command {
       d.weightDecay,
     )
     .option('--seed <n>', 'seed of every random choice', integer('--seed', 0), d.seed)
+    .option(
+      '--allow-no-validation',
+      'train when there is no validation part (validation split 0): all epochs run, the last ' +
+        'weights are kept and every threshold is 0.5',
+      false,
+    )
     .option('--quiet', 'no progress output');
   return dataOptions(command).action(async (opts: TrainArgs) => {
     await runTrain(opts);
@@ -252,6 +259,7 @@ interface TrainArgs extends CommonArgs {
   l2: number;
   weightDecay: number;
   seed: number;
+  allowNoValidation: boolean;
 }
 
 function loadOptions(a: CommonArgs): LoadOptions {
@@ -311,10 +319,14 @@ function settingsOf(a: TrainArgs): RunSettings {
     l2: a.l2,
     weightDecay: a.weightDecay,
     seed: a.seed,
+    allowNoValidation: a.allowNoValidation,
   };
 }
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/** A run the user ended with Ctrl-C. */
+class Interrupted extends Error {}
 
 function describe(data: DataSet): string {
   const s = summarize(data);
@@ -363,10 +375,15 @@ export async function runTrain(a: TrainArgs): Promise<SavedResult> {
       onInterrupt = () => {
         // Cancels the run: the trainer stops at the next batch; nothing has been saved yet.
         subscription.unsubscribe();
-        reject(new Error('interrupted: training cancelled, nothing saved'));
+        reject(new Interrupted('interrupted: training cancelled, nothing saved'));
       };
       process.on('SIGINT', onInterrupt);
     });
+  } catch (err) {
+    if (err instanceof NoValidationError) {
+      throw new NoValidationError('pass --allow-no-validation');
+    }
+    throw err;
   } finally {
     process.removeListener('SIGINT', onInterrupt);
     bar?.stop();
@@ -525,6 +542,7 @@ const DEFAULT_TRAIN_ARGS: TrainArgs = {
   l2: DEFAULT_SETTINGS.l2,
   weightDecay: DEFAULT_SETTINGS.weightDecay,
   seed: DEFAULT_SETTINGS.seed,
+  allowNoValidation: false,
 };
 
 export function program(): Command {
@@ -547,6 +565,7 @@ if (require.main === module) {
     })
     .catch((err: Error) => {
       log(`error: ${err.message}`);
-      process.exitCode = 1;
+      // 130 is what a shell reports for a command that Ctrl-C ended.
+      process.exitCode = err instanceof Interrupted ? 130 : 1;
     });
 }

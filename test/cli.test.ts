@@ -231,6 +231,21 @@ describe('command line', () => {
     expect(other.stderr).to.include('Crop mode center (model: segments)');
   });
 
+  it('should train without a validation part only when allowed to', async () => {
+    const out = join(dir, 'no validation');
+    const refused = await cli('train', '--data', data, '--out', out, '--validation-split', '0');
+    expect(refused.code).to.equal(1);
+    expect(refused.stderr).to.include('no validation rows');
+    expect(refused.stderr).to.include('--allow-no-validation');
+
+    const args = ['--validation-split', '0', '--allow-no-validation', '--epochs', '3'];
+    const trained = await cli('train', '--data', data, '--out', out, ...args);
+    expect(trained.code, trained.stderr).to.equal(0);
+    // Without validation every epoch runs and the last one's weights are kept.
+    const history = readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n');
+    expect(history).to.have.length(1 + 3);
+  });
+
   it('should stop on Ctrl-C and leave the saved model as it was', async () => {
     const out = join(dir, 'interrupted');
     expect((await cli('train', '--data', data, '--out', out, '--epochs', '1')).code).to.equal(0);
@@ -255,7 +270,8 @@ describe('command line', () => {
       if (!sent && stderr.includes('epoch 1/')) sent = child.kill('SIGINT');
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    expect(code).to.equal(1);
+    // 128 + SIGINT (2), as a shell reports a command ended by Ctrl-C.
+    expect(code).to.equal(130);
     expect(stderr).to.include('interrupted: training cancelled, nothing saved');
     expect(readFileSync(join(out, 'weights.bin')).equals(before)).to.equal(true);
   });

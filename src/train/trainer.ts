@@ -150,6 +150,16 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** A data set without validation rows given to a trainer that was not allowed to train so. */
+export class NoValidationError extends Error {
+  /** @param allow how the caller allows training without validation */
+  constructor(allow = 'allow training without validation') {
+    super(
+      `training: the data set has no validation rows; set a validation split above 0 (or ${allow})`,
+    );
+  }
+}
+
 /** Bytes of rows copied between two turns of the event loop (about 30 ms of work). */
 const GATHER_BYTES = 8 * 1024 * 1024;
 
@@ -173,12 +183,7 @@ async function runTraining(
   const train = rowsOf(data, Part.train);
   const validation = await gather(data, rowsOf(data, Part.validation));
   if (train.length === 0) throw new Error('training: the data set has no training rows');
-  if (validation.rows.length === 0 && !o.allowNoValidation) {
-    throw new Error(
-      'training: the data set has no validation rows; set a validation split above 0 ' +
-        '(or allow training without validation)',
-    );
-  }
+  if (validation.rows.length === 0 && !o.allowNoValidation) throw new NoValidationError();
 
   const random = new Random(data.seed);
   const shuffle = random.derive('shuffle');
