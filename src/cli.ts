@@ -20,8 +20,8 @@ import { loadPredictor, scoreDataSet } from './streams/predict';
 import { SavedEvent } from './streams/save';
 import { BACKENDS, initBackend } from './train/backend';
 import { NoValidationError } from './train/trainer';
-import { writeFile } from 'fs/promises';
-import { join } from 'path';
+import { stat, writeFile } from 'fs/promises';
+import { dirname, join, resolve, sep } from 'path';
 
 /** BirdNET-Analyzer's spellings of our options. */
 const ALIASES: Record<string, string> = {
@@ -452,6 +452,27 @@ function evaluateCommand(): Command {
   );
 }
 
+/**
+ * Refuses a report path that would overwrite a file of the model being evaluated, that is a
+ * folder, or whose folder does not exist, before any work is done.
+ */
+async function checkReportTarget(out: string, modelDir: string): Promise<void> {
+  const target = resolve(out);
+  const model = resolve(modelDir);
+  if (target === model || target.startsWith(model + sep)) {
+    throw new Error(
+      `--out ${out}: inside the model directory ${modelDir}; write the report elsewhere`,
+    );
+  }
+  const info = await stat(target).catch(() => undefined);
+  if (info?.isDirectory())
+    throw new Error(`--out ${out}: a folder; expected a file name for the CSV report`);
+  const folder = await stat(dirname(target)).catch(() => undefined);
+  if (!folder?.isDirectory()) {
+    throw new Error(`--out ${out}: the folder ${dirname(out)} does not exist`);
+  }
+}
+
 /** The audio options of the command line, by the names `provenance.json` gives them. */
 const AUDIO_OPTIONS: { key: keyof CommonArgs; provenance: string }[] = [
   { key: 'cropMode', provenance: 'Crop mode' },
@@ -474,6 +495,7 @@ function withModelAudio(a: EvaluateArgs, model: Provenance, given: (key: string)
 }
 
 async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Promise<void> {
+  if (a.out !== undefined) await checkReportTarget(a.out, a.model);
   await initBackend({ prefer: a.backend, log });
   const predictor = await loadPredictor(a.model);
   try {

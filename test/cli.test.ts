@@ -338,6 +338,22 @@ describe('command line', () => {
     expect(renamed.stderr, renamed.stderr).to.include('lacks "c"').and.include('has "d" besides');
   });
 
+  it('should refuse a report path inside the model, on a folder or in no folder', async () => {
+    const out = join(dir, 'model to report on');
+    expect((await cli('train', '--data', data, '--out', out, '--epochs', '1')).code).to.equal(0);
+    const modelJson = readFileSync(join(out, 'model.json'));
+    for (const [target, message] of [
+      [join(out, 'model.json'), 'inside the model directory'],
+      [dir, 'a folder'],
+      [join(dir, 'no such folder', 'report.csv'), 'does not exist'],
+    ]) {
+      const run = await cli('evaluate', '--model', out, '--data', data, '--out', target);
+      expect(run.code).to.equal(1);
+      expect(run.stderr).to.include(message);
+    }
+    expect(readFileSync(join(out, 'model.json')).equals(modelJson)).to.equal(true);
+  });
+
   it('should evaluate a model on data that holds only some of its classes', async () => {
     const out = join(dir, 'for one class');
     expect((await cli('train', '--data', data, '--out', out, '--epochs', '2')).code).to.equal(0);
