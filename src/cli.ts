@@ -381,7 +381,7 @@ export async function runTrain(a: TrainArgs): Promise<SavedResult> {
     });
   } catch (err) {
     if (err instanceof NoValidationError) {
-      throw new NoValidationError('pass --allow-no-validation');
+      throw new NoValidationError(err.split, 'pass --allow-no-validation');
     }
     throw err;
   } finally {

@@ -238,6 +238,21 @@ describe('command line', () => {
     expect(refused.stderr).to.include('no validation rows');
     expect(refused.stderr).to.include('--allow-no-validation');
 
+    // A split above 0 leaves no validation row when every class has a single unit.
+    writeFileSync(join(dir, 'one each.csv'), 'label,f1\nA,1\nB,2\n');
+    const single = await cli(
+      'train',
+      '--data',
+      join(dir, 'one each.csv'),
+      '--label-column',
+      'label',
+      '--out',
+      out,
+    );
+    expect(single.code).to.equal(1);
+    expect(single.stderr).to.include('the validation split of 0.2 left no validation rows');
+    expect(single.stderr).to.include('single recording').and.include('--allow-no-validation');
+
     const args = ['--validation-split', '0', '--allow-no-validation', '--epochs', '3'];
     const trained = await cli('train', '--data', data, '--out', out, ...args);
     expect(trained.code, trained.stderr).to.equal(0);

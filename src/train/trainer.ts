@@ -152,10 +152,20 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
 
 /** A data set without validation rows given to a trainer that was not allowed to train so. */
 export class NoValidationError extends Error {
-  /** @param allow how the caller allows training without validation */
-  constructor(allow = 'allow training without validation') {
+  /**
+   * @param split the data set's validation split, when known
+   * @param allow how the caller allows training without validation
+   */
+  constructor(
+    readonly split: number | undefined,
+    allow = 'allow training without validation',
+  ) {
     super(
-      `training: the data set has no validation rows; set a validation split above 0 (or ${allow})`,
+      split !== undefined && split > 0
+        ? `training: the validation split of ${split} left no validation rows: every class has a ` +
+            'single recording (or file), which stays in training; give classes two or more to ' +
+            `hold one out (or ${allow})`
+        : `training: the data set has no validation rows; set a validation split above 0 (or ${allow})`,
     );
   }
 }
@@ -183,7 +193,10 @@ async function runTraining(
   const train = rowsOf(data, Part.train);
   const validation = await gather(data, rowsOf(data, Part.validation));
   if (train.length === 0) throw new Error('training: the data set has no training rows');
-  if (validation.rows.length === 0 && !o.allowNoValidation) throw new NoValidationError();
+  if (validation.rows.length === 0 && !o.allowNoValidation) {
+    const split = data.settings['Validation split'];
+    throw new NoValidationError(typeof split === 'number' ? split : undefined);
+  }
 
   const random = new Random(data.seed);
   const shuffle = random.derive('shuffle');
