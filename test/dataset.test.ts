@@ -627,6 +627,24 @@ describe('dataset', () => {
       expect(twice.message).to.include('two columns are named "label"');
     });
 
+    it('should take the delimiter from the "sep=" line Excel writes first', async () => {
+      write(dir, {
+        'excel.csv': 'sep=;\r\nlabel;f1;f2\r\nA;1;2\r\nB;3;4\r\n',
+        'excel-bad.csv': 'sep=;\nlabel;f1;f1\nA;1;2\n',
+      });
+
+      const data = await loadDataSet(join(dir, 'excel.csv'), {
+        labelColumn: 'label',
+        validationSplit: 0,
+      });
+      expect(data.embedding.features).to.deep.equal(['f1', 'f2']);
+      expect(Array.from(data.x)).to.deep.equal([1, 2, 3, 4]);
+
+      // The header is line 2 of such a file.
+      const err = await refusal(loadDataSet(join(dir, 'excel-bad.csv'), { labelColumn: 'label' }));
+      expect(err.message).to.include('excel-bad.csv: line 2: two columns are named "f1"');
+    });
+
     it('should refuse a value beyond 32-bit floats, which would train on Infinity', async () => {
       write(dir, { 'huge.csv': 'label,f1\nA,3.4e38\nB,1e39\n' });
 

@@ -40,9 +40,19 @@ export interface RawRows {
  * handled (byte-order mark, CRLF); a decimal comma is refused with the line, never read as 0.
  */
 export async function readTable(path: string, options: TableOptions): Promise<RawRows> {
-  const delimiter = options.delimiter ?? (await sniffDelimiter(path));
+  const first = await firstLine(path);
+  // Excel writes "sep=;" as a first line to name the delimiter; the header follows it.
+  const excelSep = /^sep=(.)$/.exec(first)?.[1];
+  const delimiter = options.delimiter ?? excelSep ?? sniffDelimiter(path, first);
   const parser = createReadStream(path).pipe(
-    parse({ delimiter, bom: true, info: true, relax_column_count: true, trim: true }),
+    parse({
+      delimiter,
+      bom: true,
+      info: true,
+      relax_column_count: true,
+      trim: true,
+      from_line: excelSep === undefined ? 1 : 2,
+    }),
   );
 
   let header: string[] | undefined;
@@ -56,7 +66,7 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
       checkUtf8(record, path, line);
       if (header === undefined) {
         header = record;
-        layout = planColumns(path, header, options);
+        layout = planColumns(`${path}: line ${line}`, header, options);
         x.setDim(layout.features.length);
         continue;
       }
@@ -116,7 +126,8 @@ interface Layout {
   features: number[];
 }
 
-function planColumns(path: string, header: string[], options: TableOptions): Layout {
+/** @param where the file and line of the header, as errors name them */
+function planColumns(where: string, header: string[], options: TableOptions): Layout {
   header.forEach((name, i) => {
     if (name === '') {
       const hint =
@@ -125,19 +136,17 @@ function planColumns(path: string, header: string[], options: TableOptions): Lay
           : i === 0
             ? ' (a row index, as pandas writes one? save the table with index=False)'
             : '';
-      throw new Error(`${path}: line 1: column ${i + 1} has no name${hint}`);
+      throw new Error(`${where}: column ${i + 1} has no name${hint}`);
     }
     if (header.indexOf(name) !== i) {
-      throw new Error(`${path}: line 1: two columns are named "${name}"; names must differ`);
+      throw new Error(`${where}: two columns are named "${name}"; names must differ`);
     }
   });
   const find = (name: string | undefined, what: string): number | undefined => {
     if (name === undefined) return undefined;
     const index = header.indexOf(name);
     if (index < 0) {
-      throw new Error(
-        `${path}: line 1: no ${what} column "${name}"; the header has ${header.join(', ')}`,
-      );
+      throw new Error(`${where}: no ${what} column "${name}"; the header has ${header.join(', ')}`);
     }
     return index;
   };
@@ -149,7 +158,7 @@ function planColumns(path: string, header: string[], options: TableOptions): Lay
   const taken = new Set([label, file, start, end]);
   const ignored = new Set(options.ignoreColumns ?? []);
   const features = header.flatMap((name, i) => (taken.has(i) || ignored.has(name) ? [] : [i]));
-  if (features.length === 0) throw new Error(`${path}: line 1: no feature columns left`);
+  if (features.length === 0) throw new Error(`${where}: no feature columns left`);
   return { label, file, start, end, features };
 }
 
@@ -187,15 +196,23 @@ function sourceOf(
   return { file: record[layout.file], start: time(layout.start), end: time(layout.end) };
 }
 
-async function sniffDelimiter(path: string): Promise<string> {
+function sniffDelimiter(path: string, header: string): string {
   const ext = extname(path).toLowerCase();
   if (ext === '.tsv' || ext === '.tab') return '\t';
+  const count = (d: string) => header.split(d).length - 1;
+  return [',', ';', '\t'].reduce((best, d) => (count(d) > count(best) ? d : best), ',');
+}
+
+/** The first line of a file (up to 64 KiB), without a byte-order mark. */
+async function firstLine(path: string): Promise<string> {
   const handle = await open(path, 'r');
   try {
     const { buffer, bytesRead } = await handle.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, 0);
-    const firstLine = buffer.subarray(0, bytesRead).toString('utf8').split(/\r?\n/)[0];
-    const count = (d: string) => firstLine.split(d).length - 1;
-    return [',', ';', '\t'].reduce((best, d) => (count(d) > count(best) ? d : best), ',');
+    return buffer
+      .subarray(0, bytesRead)
+      .toString('utf8')
+      .replace(/^\uFEFF/, '')
+      .split(/\r?\n/)[0];
   } finally {
     await handle.close();
   }
