@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { spawnSync } from 'child_process';
+import { join } from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { createDataSet, DataSet, Part, PartCode } from '../src/dataset/dataset';
 import { Random } from '../src/random';
@@ -351,6 +353,53 @@ function bruteNearest(
   });
 }
 
+describe('nearestNeighbours on awkward values', () => {
+  it('should order rows at one distance lowest index first, however many there are', async () => {
+    // Rows 1, 2 and 3 (values 0, 2, 2) are all 1 away from row 4 (value 1).
+    const found = await nearestNeighbours(
+      Float32Array.of(3, 0, 2, 2, 1),
+      1,
+      [0, 1, 2, 3, 4],
+      [4],
+      1,
+    );
+    expect(Array.from(found[0])).to.deep.equal([1]);
+
+    // 200 rows on a 4 x 4 grid of small integers: every distance ties with many others.
+    const random = new Random(7);
+    const x = Float32Array.from({ length: 200 * 2 }, () => Math.floor(random.uniform() * 4));
+    const rows = Array.from({ length: 200 }, (_, i) => i);
+    const all = await nearestNeighbours(x, 2, rows, rows, 7);
+    expect(all.map((f) => Array.from(f))).to.deep.equal(bruteNearest(x, 2, rows, rows, 7));
+  });
+
+  it('should find the nearest rows among values near 1e20 and near 1e-25', async () => {
+    // Squares of 1e20 overflow float32 and squares of 1e-25 underflow it.
+    const large = await nearestNeighbours(
+      Float32Array.of(0, 1e20, 3e20, 1e21),
+      1,
+      [0, 1, 2, 3],
+      [0],
+      2,
+    );
+    expect(Array.from(large[0])).to.deep.equal([1, 2]);
+    const tiny = Float32Array.of(3e-23, 2e-23, 1e-23, 0, 1e-25);
+    const small = await nearestNeighbours(tiny, 1, [0, 1, 2, 3, 4], [3], 1);
+    expect(Array.from(small[0])).to.deep.equal([4]);
+
+    const random = new Random(8);
+    for (const magnitude of [5e29, 1e-25]) {
+      const x = Float32Array.from({ length: 100 * 8 }, () => (random.uniform() - 0.5) * magnitude);
+      const rows = Array.from({ length: 100 }, (_, i) => i);
+      const found = await nearestNeighbours(x, 8, rows, rows, 5);
+      expect(
+        found.map((f) => Array.from(f)),
+        `values of ${magnitude}`,
+      ).to.deep.equal(bruteNearest(x, 8, rows, rows, 5));
+    }
+  });
+});
+
 describe('nearestNeighbours on every path', () => {
   // 300 rows x 8 values on a coarse grid, so that many distances tie exactly, and a class made of
   // every third row; the queries are some of the class and some rows outside it.
@@ -377,6 +426,33 @@ describe('nearestNeighbours on every path', () => {
     });
     expect(found.map((f) => Array.from(f))).to.deep.equal(expected);
     expect(tf.memory().numTensors).to.equal(before);
+  });
+
+  it('should let the process end once a search with a worker thread is done', async function () {
+    // The worker waits 10 s for more work when idle, but must not keep the process alive; nor
+    // may the process end while the worker still has chunks to give back.
+    const script = [
+      "const { initBackend } = require('./src/train/backend');",
+      "const { nearestNeighbours } = require('./src/augment/nearest');",
+      'initBackend().then(async () => {',
+      '  const x = Float32Array.from({ length: 50 * 16 }, (_, i) => Math.sin(i));',
+      '  const rows = Array.from({ length: 50 }, (_, i) => i);',
+      '  const found = await nearestNeighbours(x, 16, rows, [0], 3, { threads: 2, maxMatrixBytes: 64 });',
+      "  process.stdout.write(Array.from(found[0]).join(','));",
+      '});',
+    ].join('\n');
+    const started = Date.now();
+    const run = spawnSync(
+      process.execPath,
+      ['-r', 'ts-node/register/transpile-only', '-e', script],
+      { cwd: join(__dirname, '..'), encoding: 'utf8' },
+    );
+    const seconds = (Date.now() - started) / 1000;
+    expect(run.status, run.stderr).to.equal(0);
+    const x = Float32Array.from({ length: 50 * 16 }, (_, i) => Math.sin(i));
+    const rows = Array.from({ length: 50 }, (_, i) => i);
+    expect(run.stdout).to.equal(bruteNearest(x, 16, rows, [0], 3)[0].join(','));
+    expect(seconds, 'ended well before the idle worker would have').to.be.below(8);
   });
 
   it('should match the definition on the JavaScript loops of the cpu backend', async () => {

@@ -351,6 +351,20 @@ describe('command line', () => {
     );
     expect(renamed.code).to.not.equal(0);
     expect(renamed.stderr, renamed.stderr).to.include('lacks "c"').and.include('has "d" besides');
+
+    // One column more: named too, not only counted.
+    writeFileSync(join(dir, 'wider.csv'), table(['label', 'a', 'b', 'c', 'd']));
+    const wider = await cli(
+      'evaluate',
+      '--model',
+      out,
+      '--data',
+      join(dir, 'wider.csv'),
+      '--label-column',
+      'label',
+    );
+    expect(wider.code).to.not.equal(0);
+    expect(wider.stderr, wider.stderr).to.include('has "d" besides');
   });
 
   it('should refuse a report path inside the model, on a folder or in no folder', async () => {

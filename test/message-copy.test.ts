@@ -14,6 +14,7 @@ const util = nodeRedUtil.util;
 interface SendEvent {
   msg: Record<string, unknown>;
   cloneMessage: boolean;
+  source?: { id: string };
 }
 
 /** Runs the onSend hooks on a node's send events, as Node-RED's flow does before routing them. */
@@ -129,6 +130,45 @@ describe('message copy for data sets on extra wires', function () {
       for (const i of [0, 4 * 1024 * 1024 - 1, 4 * 1024 * 1024, x.length - 1]) {
         expect(copy[i]).to.equal(i % 4093);
       }
+    });
+
+    it("should keep a node's later messages behind the one it copies, not other nodes'", async function () {
+      const x = new Float32Array(10 * 1024 * 1024);
+      const big = { payload: { x } };
+      const routed: string[] = [];
+      const sending = (name: string, id: string, events: SendEvent[]) =>
+        send(events.map((e) => ({ ...e, source: { id } }))).then(() => routed.push(name));
+
+      await Promise.all([
+        sending('big from A', 'A', [
+          { msg: big, cloneMessage: false },
+          { msg: big, cloneMessage: true },
+        ]),
+        sending('plain from A', 'A', [{ msg: { payload: 1 }, cloneMessage: false }]),
+        sending('plain from B', 'B', [{ msg: { payload: 2 }, cloneMessage: false }]),
+      ]);
+      expect(routed.indexOf('plain from A')).to.be.above(routed.indexOf('big from A'));
+      expect(routed[0]).to.equal('plain from B');
+    });
+
+    it('should leave a message it cannot copy to Node-RED and send the others', async function () {
+      // The getter sits below the typed array's level: found while copying, not while looking.
+      const meta = {};
+      const payload = { x: Float32Array.of(1, 2), meta };
+      Object.defineProperty(meta, 'broken', {
+        enumerable: true,
+        get() {
+          throw new Error('no copy of me');
+        },
+      });
+      const msg = { payload };
+      const [first, second] = await send([
+        { msg, cloneMessage: false, source: { id: 'C' } },
+        { msg, cloneMessage: true, source: { id: 'C' } },
+      ]);
+      expect(first.msg).to.equal(msg);
+      expect(second.msg).to.equal(msg);
+      expect(second.cloneMessage, 'Node-RED is still to copy it').to.equal(true);
     });
 
     it('should be added once however many nodes ask for it', function () {

@@ -33,6 +33,7 @@ type Pending = [from: TypedArray, to: TypedArray];
 interface SendEvent {
   msg: Record<string, unknown>;
   cloneMessage: boolean;
+  source?: { id: string };
 }
 
 /**
@@ -44,7 +45,8 @@ interface SendEvent {
  * the event loop for most of a minute and built GiBs of index strings. This hook makes the same
  * deep copy, with typed arrays copied a slice of a few megabytes at a time and the event loop
  * handed back between slices, and tells Node-RED the message is copied. It runs when a node
- * sends, before Node-RED routes any of the messages, so no node receives one while it copies. A
+ * sends, before Node-RED routes any of the messages, so no node receives one while it copies;
+ * later messages of the same node wait for it, so each wire keeps its order. A
  * payload holding anything but plain objects, arrays, typed arrays and primitives (a Buffer, a
  * Date, a class instance) is left to Node-RED, as is every other part of the message.
  *
@@ -53,25 +55,52 @@ interface SendEvent {
  */
 export function copyTypedArraysWhole(RED: Pick<NodeAPI, 'hooks' | 'util'>): void {
   if (RED.hooks === undefined || RED.hooks.has(HOOK)) return;
+  /** Per sending node, the copies its earlier messages are still waiting for. */
+  const busy = new Map<string, Promise<void>>();
   RED.hooks.add(HOOK, (events: SendEvent[]) => {
-    const ours = events.filter(
-      (event) => event.cloneMessage && holdsTypedArray(event.msg.payload, SEARCH_DEPTH),
-    );
-    // Every other message goes on without waiting for a promise.
-    if (ours.length === 0) return undefined;
-    return copyEvents(ours, RED.util);
+    const ours = events.filter((event) => event.cloneMessage && worthCopying(event.msg.payload));
+    const source = events[0]?.source?.id ?? '';
+    const before = busy.get(source);
+    // A message goes on at once unless it needs a copy or an earlier message of its node is
+    // still being copied: a wire delivers in the order its node sent.
+    if (ours.length === 0 && before === undefined) return undefined;
+    const done = (async () => {
+      await before;
+      for (const event of ours) await copyEvent(event, RED.util);
+    })();
+    busy.set(source, done);
+    void done.then(() => {
+      if (busy.get(source) === done) busy.delete(source);
+    });
+    return done;
   });
 }
 
-async function copyEvents(events: SendEvent[], util: Pick<NodeAPI, 'util'>['util']) {
-  for (const event of events) {
+/** Whether a payload holds typed arrays; false for one that cannot even be looked at. */
+function worthCopying(payload: unknown): boolean {
+  try {
+    return holdsTypedArray(payload, SEARCH_DEPTH);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Replaces the event's message with a copy and tells Node-RED not to copy it again. Where the
+ * copy fails (a getter that throws, memory), the message is left to Node-RED's own copy, and the
+ * other messages of the send go on.
+ */
+async function copyEvent(event: SendEvent, util: Pick<NodeAPI, 'util'>['util']): Promise<void> {
+  try {
     const pending: Pending[] = [];
     const payload = plainCopy(event.msg.payload, new Map(), pending);
-    if (payload === NOT_PLAIN) continue;
+    if (payload === NOT_PLAIN) return;
     await fill(pending);
     const rest: Record<string, unknown> = { ...event.msg, payload: undefined };
     event.msg = { ...util.cloneMessage(rest), payload };
     event.cloneMessage = false;
+  } catch {
+    // Node-RED copies the message its own way.
   }
 }
 

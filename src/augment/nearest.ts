@@ -45,10 +45,12 @@ export interface NearestOptions {
  * stays bounded, handing the event loop back between chunks. Queries that are among `rows` (as in
  * SMOTE) are placed first, and a chunk's product with the rows after its start also gives the
  * later queries their distances to the chunk's rows: each distance between two queries is
- * computed once, not twice. A large search on WebAssembly, whose products use one core, gives
- * the later chunks to a worker thread. Candidates are then re-ranked with float64 distances,
- * because the float32 product form loses precision when rows are far from the origin and close
- * to each other.
+ * computed once, not twice. On WebAssembly, whose products use one core, a worker thread shares
+ * the chunks of a large search. The rows are first moved near the origin and scaled by a power of two (see
+ * {@link Frame}); candidates are then re-ranked with float64 distances, because the float32
+ * product form loses precision when rows are far from the origin and close to each other. Many
+ * rows at one distance keep lowest index first where that distance is exact in float32 (values
+ * on a grid); where it is not, more than 2k + 1 of them may come back in another order.
  *
  * (A brute-force search that takes one pair of rows at a time, such as usearch's exact search,
  * ran 2 to 4 times slower than these products for thousands of 1024-value rows; tree indexes
@@ -79,10 +81,10 @@ export async function nearestNeighbours(
   const chunk = Math.max(1, Math.floor(Math.min(MAX_CHUNK, matrixRows, byWork)));
   const helpers = helperCount(options.threads ?? 'auto', productFlops(n, dim, shared));
 
-  const mean = columnMean(x, dim, rows);
+  const frame = frameOf(x, dim, rows);
   const rowOf = Int32Array.from(layout.order, (p) => rows[p]);
   // Shared memory lets worker threads read the rows without a copy.
-  const centred = gather(x, dim, rowOf, mean, helpers > 0);
+  const centred = gather(x, dim, rowOf, frame, helpers > 0);
   const job: SearchJob = {
     centred,
     dim,
@@ -103,7 +105,7 @@ export async function nearestNeighbours(
     await search.runShared(true);
     for (let start = shared; start < job.queries; start += chunk) {
       const part = layout.searched.slice(start, start + chunk);
-      search.runOthers(start, gather(x, dim, part, mean, false));
+      search.runOthers(start, gather(x, dim, part, frame, false));
       await nextTurn();
     }
     kept = [search.kept(), ...(await Promise.all(theirs))].filter(
@@ -145,7 +147,7 @@ function helperCount(threads: NearestOptions['threads'], flops: number): number 
  * of shared queries to compute starts, which each thread takes in turn.
  */
 export interface SearchJob {
-  /** `[n, dim]` float32: the rows, in matrix order, less their mean. */
+  /** `[n, dim]` float32: the rows, in matrix order, moved and scaled (see {@link Frame}). */
   centred: Float32Array;
   dim: number;
   /** Row index (into the caller's `x`) of each matrix position. */
@@ -215,8 +217,6 @@ class Helper {
       // Under ts-node (the tests) the worker compiles its TypeScript as this thread does.
       execArgv: compiled ? [] : ['-r', 'ts-node/register/transpile-only'],
     });
-    // An idle worker does not keep the process alive.
-    this.worker.unref();
     this.worker.on('message', (reply: { id: number; kept?: Kept; error?: string }) => {
       const [resolve, reject] = this.waiting.get(reply.id) ?? [];
       this.waiting.delete(reply.id);
@@ -231,10 +231,14 @@ class Helper {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`nearest neighbours: worker ended (${code})`)));
+    // An idle worker does not keep the process alive (unref after the listeners, which ref it);
+    // one with work does, or a process whose only work left is the worker's would end.
+    this.worker.unref();
   }
 
   run(job: SearchJob): Promise<Kept> {
     clearTimeout(this.idle);
+    this.worker.ref();
     const id = ++this.lastId;
     return new Promise<Kept>((resolve, reject) => {
       this.waiting.set(id, [resolve, reject]);
@@ -245,6 +249,7 @@ class Helper {
   private restartIdleTimer(): void {
     clearTimeout(this.idle);
     if (this.waiting.size > 0) return;
+    this.worker.unref();
     this.idle = setTimeout(() => {
       if (helper === this) helper = undefined;
       void this.worker.terminate();
@@ -387,23 +392,45 @@ function arrange(rows: readonly number[], queries: readonly number[]): Layout {
   };
 }
 
-/** Mean of the given rows, `[dim]` float64; centring on it keeps the float32 products accurate. */
-function columnMean(x: Float32Array, dim: number, rows: readonly number[]): Float64Array {
+/**
+ * Where the rows are moved to before the float32 products: `x - offset` times `scale`, per column.
+ * The offset is the rows' mean rounded to a multiple of a sixteenth of their spread's power of two,
+ * and the scale a power of two that brings the spread near 1. Values on a grid (small integers,
+ * say) so stay exact, and equal distances give equal scores; values far from 1 (1e20, 1e-25)
+ * neither overflow nor underflow float32. Rows far from the origin and close to each other keep
+ * their precision, as centring on the mean gives.
+ */
+interface Frame {
+  offset: Float64Array;
+  scale: number;
+}
+
+function frameOf(x: Float32Array, dim: number, rows: readonly number[]): Frame {
   const mean = new Float64Array(dim);
   for (let i = 0; i < rows.length; i++) {
     const base = rows[i] * dim;
     for (let d = 0; d < dim; d++) mean[d] += x[base + d];
   }
   for (let d = 0; d < dim; d++) mean[d] /= rows.length;
-  return mean;
+  let spread = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const base = rows[i] * dim;
+    for (let d = 0; d < dim; d++) spread = Math.max(spread, Math.abs(x[base + d] - mean[d]));
+  }
+  const exponent = spread > 0 ? Math.floor(Math.log2(spread)) : 0;
+  const step = 2 ** (exponent - 4);
+  return {
+    offset: mean.map((m) => Math.round(m / step) * step),
+    scale: 2 ** -exponent,
+  };
 }
 
-/** The given rows minus `mean`, `[rows.length, dim]` float32, in shared memory if `shared`. */
+/** The given rows in `frame`, `[rows.length, dim]` float32, in shared memory if `shared`. */
 function gather(
   x: Float32Array,
   dim: number,
   rows: ArrayLike<number>,
-  mean: Float64Array,
+  { offset, scale }: Frame,
   shared: boolean,
 ): Float32Array {
   const bytes = rows.length * dim * 4;
@@ -411,7 +438,7 @@ function gather(
   for (let i = 0; i < rows.length; i++) {
     const from = rows[i] * dim;
     const to = i * dim;
-    for (let d = 0; d < dim; d++) out[to + d] = x[from + d] - mean[d];
+    for (let d = 0; d < dim; d++) out[to + d] = (x[from + d] - offset[d]) * scale;
   }
   return out;
 }

@@ -322,11 +322,12 @@ async function readCache(path: string): Promise<Encoded> {
 
 /** Appends a test set's rows, re-ordering its label columns to the training class list. */
 function appendTest(data: Encoded, test: Encoded, path: string): void {
+  // A test table may list the same columns in another order: they are matched by name (and a
+  // missing or extra one named) before any count.
+  const order = featureOrder(test.features, data.features, path);
   if (test.dim !== data.dim) {
     throw new Error(`${path}: test embeddings have ${test.dim} values, training has ${data.dim}`);
   }
-  // A test table may list the same columns in another order: they are matched by name.
-  const order = featureOrder(test.features, data.features, path);
   if (order !== undefined) test.x = reorderColumns(test.x, test.dim, order);
   const k = data.labels.length;
   const map = test.labels.map((label) => {

@@ -266,6 +266,13 @@ export function scoreDataSet(
   choice: PartChoice = 'auto',
   where = 'data set',
 ): ScoredPart {
+  // A table's columns are matched to the model's training table by name, before any count: a
+  // missing or extra column is named.
+  const order = featureOrder(
+    data.embedding.features,
+    predictor.provenance.embedding.features,
+    where,
+  );
   if (data.dim !== predictor.dim) {
     throw new Error(
       `${where}: embeddings of ${data.dim} values, but the model at ${predictor.dir} expects ` +
@@ -273,12 +280,6 @@ export function scoreDataSet(
     );
   }
   checkSameEmbedding(data.embedding, predictor.provenance, where);
-  // A table's columns are matched to the model's training table by name.
-  const order = featureOrder(
-    data.embedding.features,
-    predictor.provenance.embedding.features,
-    where,
-  );
   const columns = labelColumns(data.labels, predictor, where);
   const { part, rows } = pickRows(data, choice, where);
   const subset = selectRows(data, rows);
