@@ -5,6 +5,7 @@ import {
   bestF1Threshold,
   confusionAt,
   evaluate,
+  evaluateYielding,
   macroAuprc,
   macroAuroc,
   macroRanking,
@@ -274,6 +275,14 @@ describe('metrics', () => {
       expect(turns.stop()).to.be.at.least(4);
       expect(both.auprc).to.be.closeTo(0.944444, EPS);
       expect(both.auroc).to.be.closeTo(0.875, EPS);
+    });
+
+    it('should report the same when it hands the event loop back between classes', async () => {
+      const turns = countTurns();
+      const yielding = await evaluateYielding(y, scores, 3, ['A', 'B', 'C', 'D'], 0);
+      expect(turns.stop()).to.be.at.least(4);
+      expect(yielding).to.deep.equal(report);
+      expect(yielding.macro.averagePrecision).to.be.closeTo(0.944444, EPS);
     });
 
     it('should name the class in a warning', () => {

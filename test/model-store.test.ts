@@ -37,12 +37,12 @@ function modelWith(weight: number): tf.LayersModel {
   return model;
 }
 
-function resultEvent(weight: number, data = oneHotData()): EvaluatedEvent {
+async function resultEvent(weight: number, data = oneHotData()): Promise<EvaluatedEvent> {
   const model = modelWith(weight);
   return {
     type: 'result',
     data,
-    evaluation: evaluateModel(model, data),
+    evaluation: await evaluateModel(model, data),
     result: {
       model,
       history: [],
@@ -57,7 +57,7 @@ function resultEvent(weight: number, data = oneHotData()): EvaluatedEvent {
 }
 
 async function stored(root: string, weight: number, keep = 5) {
-  const event = resultEvent(weight);
+  const event = await resultEvent(weight);
   try {
     const out = await lastValueFrom(of(event).pipe(saveVersion(root, { Seed: 1 }, { keep })));
     return out as Extract<StoredEvent, { type: 'result' }>;
@@ -124,7 +124,7 @@ describe('model store', () => {
       ...data,
       parts: new Uint8Array(data.rows).fill(Part.validation),
     });
-    const event = resultEvent(1, noTest);
+    const event = await resultEvent(1, noTest);
     try {
       const error = await refusal(lastValueFrom(of(event).pipe(saveVersion(root, {}))));
       expect(error.message).to.match(/compares versions on test rows.*give the loader a test set/);

@@ -141,6 +141,31 @@ export async function copyYielding(
   return out;
 }
 
+/** Rows a few megabytes of which are copied between two turns of the event loop. */
+const GATHER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The given rows' features and labels copied into arrays of their own, `[rows.length, dim]` and
+ * `[rows.length, classes]`, handing the event loop back after every few megabytes.
+ */
+export async function gatherRows(
+  data: DataSet,
+  rows: readonly number[],
+): Promise<{ x: Float32Array; y: Float32Array }> {
+  const { dim } = data;
+  const classes = data.labels.length;
+  const x = new Float32Array(rows.length * dim);
+  const y = new Float32Array(rows.length * classes);
+  const slice = Math.max(1, Math.floor(GATHER_BYTES / 4 / (dim + classes)));
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    x.set(data.x.subarray(r * dim, (r + 1) * dim), i * dim);
+    y.set(data.y.subarray(r * classes, (r + 1) * classes), i * classes);
+    if ((i + 1) % slice === 0) await nextTurn();
+  }
+  return { x, y };
+}
+
 /** A new data set holding the given rows, in the given order. */
 export function selectRows(data: DataSet, indices: readonly number[]): DataSet {
   const { dim } = data;

@@ -171,27 +171,82 @@ export function evaluate(
   rows: number,
   labelNames: readonly string[],
 ): EvaluationReport {
-  const classes = labelNames.length;
-  if (classes === 0) throw new RangeError('labelNames is empty: there is no class to evaluate');
-  checkRows(rows);
-  checkMatrix(y, scores, rows, classes);
+  const report = new ReportBuilder(y, scores, rows, labelNames);
+  for (let c = 0; c < labelNames.length; c++) report.add(c);
+  return report.value();
+}
 
-  const warnings: string[] = [];
-  const buffer = new Float64Array(rows);
-  const labels = new Float32Array(rows);
-  const column = new Float32Array(rows);
-  const perClass = labelNames.map((label, c) => {
+/**
+ * {@link evaluate}, handing the event loop back whenever a few classes have taken `sliceMs`
+ * together, so that a host stays responsive while thousands of rows are evaluated.
+ */
+export async function evaluateYielding(
+  y: Float32Array,
+  scores: Float32Array,
+  rows: number,
+  labelNames: readonly string[],
+  sliceMs = 20,
+): Promise<EvaluationReport> {
+  const report = new ReportBuilder(y, scores, rows, labelNames);
+  await eachYielding(labelNames.length, (c) => report.add(c), sliceMs);
+  return report.value();
+}
+
+/** Runs `body(i)` for i in [0, count), handing the event loop back after every `sliceMs`. */
+async function eachYielding(
+  count: number,
+  body: (i: number) => void,
+  sliceMs: number,
+): Promise<void> {
+  let since = Date.now();
+  for (let i = 0; i < count; i++) {
+    body(i);
+    if (Date.now() - since >= sliceMs) {
+      await nextTurn();
+      since = Date.now();
+    }
+  }
+}
+
+/** An evaluation report, a class at a time. */
+class ReportBuilder {
+  private readonly warnings: string[] = [];
+  private readonly perClass: ClassMetrics[] = [];
+  private readonly buffer: Float64Array;
+  private readonly labels: Float32Array;
+  private readonly column: Float32Array;
+
+  constructor(
+    private readonly y: Float32Array,
+    private readonly scores: Float32Array,
+    private readonly rows: number,
+    private readonly labelNames: readonly string[],
+  ) {
+    if (labelNames.length === 0) {
+      throw new RangeError('labelNames is empty: there is no class to evaluate');
+    }
+    checkRows(rows);
+    checkMatrix(y, scores, rows, labelNames.length);
+    this.buffer = new Float64Array(rows);
+    this.labels = new Float32Array(rows);
+    this.column = new Float32Array(rows);
+  }
+
+  add(c: number): void {
+    const { y, scores, rows, labels, column } = this;
+    const classes = this.labelNames.length;
+    const label = this.labelNames[c];
     for (let r = 0; r < rows; r++) {
       labels[r] = y[r * classes + c];
       column[r] = scores[r * classes + c];
     }
-    const split = splitByLabel(labels, column, buffer);
+    const split = splitByLabel(labels, column, this.buffer);
     const ranked = rankedMetrics(split);
-    warnings.push(...undefinedWarnings(label, split));
+    this.warnings.push(...undefinedWarnings(label, split));
 
     const at = confusionAt(labels, column, POSITIVE);
     const best = bestF1Threshold(labels, column);
-    return {
+    this.perClass.push({
       label,
       samples: split.positives.length,
       precision: at.precision,
@@ -207,25 +262,29 @@ export function evaluate(
       fp: at.fp,
       tn: at.tn,
       fn: at.fn,
-    };
-  });
-
-  // Every column of the macro row averages over the same classes: those with positive rows.
-  const scored = perClass.filter((m) => m.samples > 0);
-  if (scored.length > 0 && scored.length < classes) {
-    warnings.push(
-      `the macro row averages over the ${scored.length} of ${classes} classes that have ` +
-        `positive rows in the evaluation data`,
-    );
+    });
   }
-  return {
-    macro: macroRow(scored.length > 0 ? scored : perClass),
-    classes: perClass,
-    rows,
-    // With one class the top class is always right: the figure would say nothing.
-    top1: classes > 1 ? topOneAccuracy(y, scores, rows, classes) : undefined,
-    warnings,
-  };
+
+  value(): EvaluationReport {
+    const { perClass, warnings, rows } = this;
+    const classes = this.labelNames.length;
+    // Every column of the macro row averages over the same classes: those with positive rows.
+    const scored = perClass.filter((m) => m.samples > 0);
+    if (scored.length > 0 && scored.length < classes) {
+      warnings.push(
+        `the macro row averages over the ${scored.length} of ${classes} classes that have ` +
+          `positive rows in the evaluation data`,
+      );
+    }
+    return {
+      macro: macroRow(scored.length > 0 ? scored : perClass),
+      classes: perClass,
+      rows,
+      // With one class the top class is always right: the figure would say nothing.
+      top1: classes > 1 ? topOneAccuracy(this.y, this.scores, rows, classes) : undefined,
+      warnings,
+    };
+  }
 }
 
 /**
@@ -298,14 +357,7 @@ export async function macroRankingYielding(
   sliceMs = 20,
 ): Promise<{ auprc: number | undefined; auroc: number | undefined }> {
   const ranking = new MacroRanking(y, scores, rows, classes);
-  let since = Date.now();
-  for (let c = 0; c < classes; c++) {
-    ranking.add(c);
-    if (Date.now() - since >= sliceMs) {
-      await nextTurn();
-      since = Date.now();
-    }
-  }
+  await eachYielding(classes, (c) => ranking.add(c), sliceMs);
   return ranking.value();
 }
 

@@ -1,7 +1,7 @@
-import { OperatorFunction, map } from 'rxjs';
-import { DataSet, Part, PartCode, rowsOf, selectRows } from '../dataset/dataset';
-import { EvaluationReport, evaluate as evaluateScores } from '../evaluate/metrics';
-import { predictScores } from '../train/model';
+import { OperatorFunction, concatMap } from 'rxjs';
+import { DataSet, Part, PartCode, gatherRows, rowsOf } from '../dataset/dataset';
+import { EvaluationReport, evaluateYielding } from '../evaluate/metrics';
+import { predictScoresYielding } from '../train/model';
 import { TrainResult } from '../train/trainer';
 import { TrainedEvent } from './train';
 
@@ -26,29 +26,36 @@ export type EvaluatedEvent =
   | { type: 'result'; result: TrainResult; data: DataSet; evaluation: Evaluation };
 
 /**
- * Scores the validation and test parts with the trained model and adds the reports to the result.
+ * Scores the validation and test parts with the trained model and adds the reports to the result,
+ * handing the event loop back as it goes.
  *
  *     ---e-e-R--|     ->     ---e-e-R'--|
  */
 export function evaluate(): OperatorFunction<TrainedEvent, EvaluatedEvent> {
-  return map((event) =>
+  return concatMap(async (event) =>
     event.type === 'result'
-      ? { ...event, evaluation: evaluateModel(event.result.model, event.data) }
+      ? { ...event, evaluation: await evaluateModel(event.result.model, event.data) }
       : event,
   );
 }
 
-export function evaluateModel(model: TrainResult['model'], data: DataSet): Evaluation {
-  const score = (part: PartCode): PartScores | undefined => {
+export async function evaluateModel(
+  model: TrainResult['model'],
+  data: DataSet,
+): Promise<Evaluation> {
+  const score = async (part: PartCode): Promise<PartScores | undefined> => {
     const rows = rowsOf(data, part);
     if (rows.length === 0) return undefined;
-    const subset = selectRows(data, rows);
-    return { y: subset.y, scores: predictScores(model, subset.x, data.dim), rows: rows.length };
+    const { x, y } = await gatherRows(data, rows);
+    return { y, scores: await predictScoresYielding(model, x, data.dim), rows: rows.length };
   };
   const report = (p: PartScores | undefined) =>
-    p === undefined ? undefined : evaluateScores(p.y, p.scores, p.rows, data.labels);
-  const predictions = { validation: score(Part.validation), test: score(Part.test) };
-  const reports = { validation: report(predictions.validation), test: report(predictions.test) };
+    p === undefined ? undefined : evaluateYielding(p.y, p.scores, p.rows, data.labels);
+  const predictions = { validation: await score(Part.validation), test: await score(Part.test) };
+  const reports = {
+    validation: await report(predictions.validation),
+    test: await report(predictions.test),
+  };
   const thresholds = Object.fromEntries(
     data.labels.map((label, c) => {
       const row = reports.validation?.classes[c];

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { setImmediate as nextTurn } from 'timers/promises';
 import { Observable } from 'rxjs';
-import { DataSet, Part, rowsOf } from '../dataset/dataset';
+import { DataSet, Part, gatherRows, rowsOf } from '../dataset/dataset';
 import { macroRankingYielding } from '../evaluate/metrics';
 import { Random } from '../random';
 import { EarlyStopping, MIN_DELTA } from './early-stopping';
@@ -170,15 +170,6 @@ export class NoValidationError extends Error {
   }
 }
 
-/** Bytes of rows copied between two turns of the event loop (about 30 ms of work). */
-const GATHER_BYTES = 8 * 1024 * 1024;
-
-interface Batches {
-  x: Float32Array;
-  y: Float32Array;
-  rows: number[];
-}
-
 async function runTraining(
   data: DataSet,
   o: TrainOptions,
@@ -191,7 +182,8 @@ async function runTraining(
   // Batches are picked from the data set's own rows; the validation rows are copied out once,
   // a slice at a time so that the event loop keeps turning.
   const train = rowsOf(data, Part.train);
-  const validation = await gather(data, rowsOf(data, Part.validation));
+  const validationRows = rowsOf(data, Part.validation);
+  const validation = { ...(await gatherRows(data, validationRows)), rows: validationRows };
   if (train.length === 0) throw new Error('training: the data set has no training rows');
   if (validation.rows.length === 0 && !o.allowNoValidation) {
     const split = data.settings['Validation split'];
@@ -328,25 +320,6 @@ async function runTraining(
     optimizer.dispose();
     if (!keepModel.value) model.dispose();
   }
-}
-
-/**
- * The given rows of a data set copied into arrays of their own, handing the event loop back
- * after every {@link GATHER_BYTES}.
- */
-async function gather(data: DataSet, rows: number[]): Promise<Batches> {
-  const { dim } = data;
-  const classes = data.labels.length;
-  const x = new Float32Array(rows.length * dim);
-  const y = new Float32Array(rows.length * classes);
-  const slice = Math.max(1, Math.floor(GATHER_BYTES / 4 / (dim + classes)));
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i];
-    x.set(data.x.subarray(r * dim, (r + 1) * dim), i * dim);
-    y.set(data.y.subarray(r * classes, (r + 1) * classes), i * classes);
-    if ((i + 1) % slice === 0) await nextTurn();
-  }
-  return { x, y, rows };
 }
 
 /** Copies rows `indices` of a `[rows, width]` array into a new array. */
