@@ -208,7 +208,7 @@ function trainCommand(): Command {
         'weights are kept and every threshold is 0.5',
       false,
     )
-    .option('--quiet', 'no progress output');
+    .option('--quiet', 'no progress output (the results are still printed)');
   return dataOptions(command).action(async (opts: TrainArgs) => {
     await runTrain(opts);
   });
@@ -390,7 +390,7 @@ export async function runTrain(a: TrainArgs): Promise<SavedResult> {
     saved?.result.model.dispose();
   }
   if (saved === undefined) throw new Error('training produced no model');
-  if (!a.quiet) report(saved);
+  report(saved, a.quiet === true);
   return saved;
 }
 
@@ -424,9 +424,10 @@ function epochLine(e: EpochEvent): string {
   );
 }
 
-function report(saved: SavedResult): void {
+/** The results on stdout, and how training ended on stderr unless `quiet`. */
+function report(saved: SavedResult, quiet: boolean): void {
   const { result, evaluation } = saved;
-  log(`${result.stopReason}; kept the weights of epoch ${result.bestEpoch}`);
+  if (!quiet) log(`${result.stopReason}; kept the weights of epoch ${result.bestEpoch}`);
   for (const [part, r] of Object.entries(evaluation.reports)) {
     if (r === undefined) continue;
     process.stdout.write(`\n${part} (${r.rows} rows)\n${formatReportTable(r)}\n`);
@@ -443,7 +444,11 @@ interface EvaluateArgs extends CommonArgs {
 
 function evaluateCommand(): Command {
   const command = new Command('evaluate')
-    .description('score labelled embeddings with a saved model and report per-class metrics')
+    .description(
+      'score labelled embeddings with a saved model and report per-class metrics; the table ' +
+        "and audio options left out take the model's values (its provenance.json), not the " +
+        'defaults shown',
+    )
     .requiredOption('--model <dir>', 'a model directory written by train')
     .requiredOption('--data <path>', 'labelled embeddings, as for train (also --i)')
     .option('--out <file>', 'also write the report as CSV');
@@ -482,6 +487,26 @@ const AUDIO_OPTIONS: { key: keyof CommonArgs; provenance: string }[] = [
   { key: 'audioSpeed', provenance: 'Audio speed' },
 ];
 
+/** The column options of the command line, by the names a model records them. */
+const TABLE_OPTIONS = [
+  'labelColumn',
+  'labelSeparator',
+  'fileColumn',
+  'startColumn',
+  'endColumn',
+  'ignoreColumns',
+] as const;
+
+/** A table is read as the model's training table was: each column option not given takes its value. */
+function withModelTable(a: EvaluateArgs, model: Provenance, given: (key: string) => boolean) {
+  const table = model.embedding.table;
+  if (table === undefined) return a;
+  const taken = TABLE_OPTIONS.filter(
+    (key) => (a[key] === undefined || !given(key)) && table[key] !== undefined,
+  );
+  return { ...a, ...Object.fromEntries(taken.map((key) => [key, table[key]])) };
+}
+
 /**
  * Recordings are scored as the model's training recordings were cut and filtered: each audio
  * option left at its default takes the model's value, and embeddings made otherwise (an option
@@ -500,7 +525,9 @@ async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Pr
   const predictor = await loadPredictor(a.model);
   try {
     const data = await loadDataSet(a.data, {
-      ...loadOptions(withModelAudio(a, predictor.provenance, given)),
+      ...loadOptions(
+        withModelAudio(withModelTable(a, predictor.provenance, given), predictor.provenance, given),
+      ),
       validationSplit: 0,
       classes: predictor.labels,
     });

@@ -367,6 +367,52 @@ describe('command line', () => {
     expect(wider.stderr, wider.stderr).to.include('has "d" besides');
   });
 
+  it("should read a table to evaluate with the model's column options unless given", async () => {
+    // 30 rows of A and B from 6 recordings; a column of notes that is not a feature.
+    const lines = Array.from({ length: 30 }, (_, i) => {
+      const species = i % 2 === 0 ? 'A' : 'B';
+      return `${i % 6};${species};${species === 'A' ? i / 30 : 2 + i / 30};note ${i}`;
+    });
+    const file = join(dir, 'columns.csv');
+    writeFileSync(file, ['Rec;Species;f1;Note', ...lines].join('\n') + '\n');
+    const out = join(dir, 'columns model');
+    const trained = await cli(
+      'train',
+      '--data',
+      file,
+      '--label-column',
+      'Species',
+      '--file-column',
+      'Rec',
+      '--ignore-columns',
+      'Note',
+      '--out',
+      out,
+      '--epochs',
+      '2',
+      '--quiet',
+    );
+    expect(trained.code, trained.stderr).to.equal(0);
+    // Quiet leaves out the progress, not the results.
+    expect(trained.stderr).to.not.include('epoch 1/2');
+    expect(trained.stdout).to.include('validation (').and.include(`model saved: ${out}`);
+    const provenance = JSON.parse(readFileSync(join(out, 'provenance.json'), 'utf8'));
+    expect(provenance.embedding.table).to.deep.equal({
+      labelColumn: 'Species',
+      labelSeparator: ',',
+      fileColumn: 'Rec',
+      ignoreColumns: ['Note'],
+    });
+
+    const evaluated = await cli('evaluate', '--model', out, '--data', file);
+    expect(evaluated.code, evaluated.stderr).to.equal(0);
+    expect(evaluated.stdout).to.include('30 rows');
+
+    const given = await cli('evaluate', '--model', out, '--data', file, '--label-column', 'Kind');
+    expect(given.code).to.equal(1);
+    expect(given.stderr).to.include('no label column "Kind"');
+  });
+
   it('should refuse a report path inside the model, on a folder or in no folder', async () => {
     const out = join(dir, 'model to report on');
     expect((await cli('train', '--data', data, '--out', out, '--epochs', '1')).code).to.equal(0);

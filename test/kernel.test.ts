@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { Random } from '../src/random';
 import { AdamW } from './adamw-reference';
 import { FusedAdamW, FusedImplementation } from '../src/train/fused-adamw';
-import { SIMD_KERNELS_WASM } from '../src/train/simd-kernels';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { SIMD_KERNELS_WASM, addressOf, simdKernels } from '../src/train/simd-kernels';
 import {
   WASM_MATMUL_ENV,
   installWasmMatMul,
@@ -325,6 +326,47 @@ describe('SIMD kernels', () => {
       expect(readFileSync(out).toString('base64')).to.equal(SIMD_KERNELS_WASM);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('should rank candidates by float64 distance, equal ones lowest row first, never the query', function () {
+    if (tf.getBackend() !== 'wasm') this.skip();
+    const backend = tf.backend() as BackendWasm;
+    const kernels = simdKernels(backend)!;
+    // Matrix positions 0..4 (rows 14, 13, 11, 12, 10), then one query not among them.
+    const points = [
+      [0, 0],
+      [1, 0],
+      [0, -1],
+      [3, 4],
+      [0, 0],
+      [3, 3],
+    ];
+    const fetch = 5;
+    const k = 3;
+    const tensors = [
+      tf.tensor1d(points.flat()),
+      tf.tensor1d([14, 13, 11, 12, 10], 'int32'),
+      // Query 0 (position 0, row 14) was offered every position, itself included; query 1
+      // (3, 3), not among the rows, positions 0 and 3.
+      tf.tensor1d([3, 1, 2, 4, 0, 0, 3, 0, 0, 0], 'int32'),
+      tf.tensor1d([5, 2], 'int32'),
+      tf.zeros([2 * k], 'int32'),
+      tf.zeros([2], 'int32'),
+      tf.zeros([2 * k]),
+    ];
+    try {
+      const [values, rowOf, positions, kept, out, counts, scratch] = tensors.map((t) =>
+        addressOf(backend, t.dataId),
+      );
+      kernels.rerank(values, 2, rowOf, 5, 1, positions, kept, fetch, k, 0, 2, out, counts, scratch);
+      // Query 0: row 10 at 0; rows 11 and 13 at 1 (lower row first); row 12 at 25 drops out.
+      // Query 1: row 12 at 0^2 + 1^2 = 1, row 14 at 3^2 + 3^2 = 18.
+      expect(Array.from(tensors[5].dataSync())).to.deep.equal([3, 2]);
+      expect(Array.from(tensors[4].dataSync()).slice(0, 3)).to.deep.equal([10, 11, 13]);
+      expect(Array.from(tensors[4].dataSync()).slice(3, 5)).to.deep.equal([12, 14]);
+    } finally {
+      tf.dispose(tensors);
     }
   });
 });

@@ -2,15 +2,18 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { availableParallelism } from 'os';
 import { setImmediate as nextTurn } from 'timers/promises';
-import { SimdKernels, simdKernels } from '../train/simd-kernels';
+import { SimdKernels, addressOf, simdKernels } from '../train/simd-kernels';
 import { Worker } from 'worker_threads';
 import { join } from 'path';
 
 /** Bytes one `[queries, rows]` float32 score matrix of a chunk may take. */
 const MATRIX_BYTES = 64 * 1024 * 1024;
 
-/** Most queries per chunk. */
-const MAX_CHUNK = 1024;
+/**
+ * Most queries per chunk. A small search runs in one chunk, so that every query sees every row in
+ * one pass over its row of the product.
+ */
+const MAX_CHUNK = 4096;
 
 /**
  * Floating-point operations of one chunk's product: about 50 ms on one core, the longest the
@@ -99,7 +102,8 @@ export async function nearestNeighbours(
     searchInThread(job).catch((err: Error) => err),
   );
 
-  let kept: Kept[];
+  let kept: Kept[] = [];
+  let nearest: Int32Array[] | undefined;
   const search = new ChunkSearch(job);
   try {
     await search.runShared(true);
@@ -108,24 +112,41 @@ export async function nearestNeighbours(
       search.runOthers(start, gather(x, dim, part, frame, false));
       await nextTurn();
     }
-    kept = [search.kept(), ...(await Promise.all(theirs))].filter(
-      (k): k is Kept => !(k instanceof Error),
-    );
+    const helped = await Promise.all(theirs);
+    if (helpers === 0) nearest = await search.rankAlone(x, layout.searched, k);
+    if (nearest === undefined) {
+      kept = [search.kept(), ...helped].filter((k): k is Kept => !(k instanceof Error));
+    }
   } finally {
     search.dispose();
   }
-  if (kept.length < helpers + 1) {
-    // A worker failed (no threads, a resource limit) after taking chunks: search again, alone.
-    return nearestNeighbours(x, dim, rows, queries, k, { ...options, threads: 1 });
+  if (nearest === undefined) {
+    if (kept.length < helpers + 1) {
+      // A worker failed (no threads, a resource limit) after taking chunks: search again, alone.
+      return nearestNeighbours(x, dim, rows, queries, k, { ...options, threads: 1 });
+    }
+    nearest = await rankKept(x, dim, k, layout.searched, kept);
   }
+  const found = nearest;
+  return queries.map((q) => found[layout.searchedIndex.get(q)!]);
+}
 
+/** The `k` nearest of the candidates every thread kept, query by query (see Reranking). */
+async function rankKept(
+  x: Float32Array,
+  dim: number,
+  k: number,
+  searched: readonly number[],
+  kept: readonly Kept[],
+): Promise<Int32Array[]> {
   const nearest: Int32Array[] = [];
-  const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (fetch * kept.length * dim)));
-  for (let i = 0; i < layout.searched.length; i++) {
-    nearest.push(rerank(x, dim, layout.searched[i], candidatesOf(kept, i), k));
+  const ranking = new Reranking(x, dim, k);
+  const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (kept[0].fetch * kept.length * dim)));
+  for (let i = 0; i < searched.length; i++) {
+    nearest.push(ranking.nearest(searched[i], kept, i));
     if ((i + 1) % slice === 0) await nextTurn();
   }
-  return queries.map((q) => nearest[layout.searchedIndex.get(q)!]);
+  return nearest;
 }
 
 /** Operations of a search's products: each shared query i against the rows from i on. */
@@ -169,23 +190,6 @@ export interface Kept {
   fetch: number;
   rows: Int32Array;
   counts: Int32Array;
-}
-
-function keptRows(kept: Kept, i: number): Int32Array {
-  return kept.rows.subarray(i * kept.fetch, i * kept.fetch + kept.counts[i]);
-}
-
-/** The rows the threads kept for query `i`; each pair of rows was offered in one thread only. */
-function candidatesOf(kept: Kept[], i: number): Int32Array {
-  if (kept.length === 1) return keptRows(kept[0], i);
-  const parts = kept.map((k) => keptRows(k, i));
-  const out = new Int32Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /**
@@ -304,6 +308,64 @@ export class ChunkSearch {
       this.best.bind(lists);
       this.arrays.offerRows(this.best, products, sq, { first, count, from: 0 });
     });
+  }
+
+  /**
+   * The `k` nearest rows of every query (`searched`, row indices into `x`) by float64 distance
+   * among the candidates kept here, ranked in WebAssembly, where the whole search ran in this
+   * thread; undefined off the wasm backend, or where the values of the rows and queries would
+   * take more than a chunk's matrices. Hands the event loop back between slices of queries.
+   */
+  async rankAlone(
+    x: Float32Array,
+    searched: readonly number[],
+    k: number,
+  ): Promise<Int32Array[] | undefined> {
+    const { kernels } = this.arrays;
+    const { dim, rowOf, shared, queries, fetch } = this.job;
+    const n = rowOf.length;
+    const others = searched.slice(shared);
+    if (kernels === undefined || (n + others.length) * dim * 4 > MATRIX_BYTES) return undefined;
+    const values = new Float32Array((n + others.length) * dim);
+    [...rowOf, ...others].forEach((r, at) => {
+      values.set(x.subarray(r * dim, (r + 1) * dim), at * dim);
+    });
+    const [, , , positions, counts, rowOfAt] = this.arrays.addresses();
+    const tensors = [
+      tf.tensor1d(values),
+      tf.zeros([queries * k], 'int32'),
+      tf.zeros([queries], 'int32'),
+      tf.zeros([2 * k]),
+    ];
+    try {
+      const [at, out, outCounts, distances] = tensors.map((t) => addressOf(wasm(), t.dataId));
+      const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (fetch * dim)));
+      for (let q = 0; q < queries; q += slice) {
+        const [from, to] = [q, Math.min(queries, q + slice)];
+        kernels.rerank(
+          at,
+          dim,
+          rowOfAt,
+          n,
+          shared,
+          positions,
+          counts,
+          fetch,
+          k,
+          from,
+          to,
+          out,
+          outCounts,
+          distances,
+        );
+        if (to < queries) await nextTurn();
+      }
+      const rows = wasm().typedArrayFromHeap(tensors[1]) as Int32Array;
+      const found = wasm().typedArrayFromHeap(tensors[2]) as Int32Array;
+      return Array.from({ length: queries }, (_, q) => rows.slice(q * k, q * k + found[q]));
+    } finally {
+      for (const t of tensors) t.dispose();
+    }
   }
 
   /** The rows kept for every query, copied out. */
@@ -511,8 +573,9 @@ function offerColumns(
   span: { start: number; end: number; shared: number },
 ): void {
   const { start, end, shared } = span;
-  const width = products.length / (end - start);
   const count = shared - end;
+  if (count === 0) return;
+  const width = products.length / (end - start);
   for (let i = 0; i < end - start; i++) {
     const row = start + i;
     const at = i * width + (end - start);
@@ -537,7 +600,7 @@ type SearchArray = Float32Array | Int32Array;
  * elsewhere plain arrays and JavaScript loops.
  */
 class SearchArrays<T extends SearchArray[] = SearchArray[]> {
-  private readonly kernels: SimdKernels | undefined;
+  readonly kernels: SimdKernels | undefined;
   private readonly tensors: tf.Tensor[];
 
   constructor(
@@ -555,6 +618,11 @@ class SearchArrays<T extends SearchArray[] = SearchArray[]> {
   views(): T {
     if (this.kernels === undefined) return this.plain;
     return this.tensors.map((t) => wasm().typedArrayFromHeap(t)) as T;
+  }
+
+  /** Byte offsets of the arrays in the wasm backend's memory, in the order given (wasm only). */
+  addresses(): number[] {
+    return this.tensors.map((t) => addressOf(wasm(), t.dataId));
   }
 
   /** Runs `visit` on the values of `products` and on the arrays' views, then disposes `products`. */
@@ -707,44 +775,61 @@ class BestScores {
 }
 
 /**
- * The `k` of `candidates` (rows of `x`) nearest to `query` by float64 distance, lowest index
- * first on ties; the query itself is never one.
+ * The `k` candidates nearest to a query by float64 distance, lowest index first on ties, the
+ * query itself never one: the candidates are the rows every thread kept for it (each pair of rows
+ * was offered in one thread only). Reuses its arrays from query to query.
  */
-function rerank(
-  x: Float32Array,
-  dim: number,
-  query: number,
-  candidates: Int32Array,
-  k: number,
-): Int32Array {
-  const q = query * dim;
-  const rows = new Int32Array(k);
-  const distances = new Float64Array(k);
-  let count = 0;
-  for (const c of candidates) {
-    if (c === query) continue;
+class Reranking {
+  private readonly rows: Int32Array;
+  private readonly distances: Float64Array;
+
+  constructor(
+    private readonly x: Float32Array,
+    private readonly dim: number,
+    private readonly k: number,
+  ) {
+    this.rows = new Int32Array(k);
+    this.distances = new Float64Array(k);
+  }
+
+  /** The nearest rows to `query`, whose candidates are entry `i` of each kept list. */
+  nearest(query: number, kept: readonly Kept[], i: number): Int32Array {
+    let count = 0;
+    for (const list of kept) {
+      const start = i * list.fetch;
+      for (let j = start; j < start + list.counts[i]; j++) {
+        count = this.offer(query, list.rows[j], count);
+      }
+    }
+    return this.rows.slice(0, count);
+  }
+
+  /** Places candidate `c` among the `count` best so far; returns the new count. */
+  private offer(query: number, c: number, count: number): number {
+    const { x, dim, k, rows, distances } = this;
+    if (c === query) return count;
+    const q = query * dim;
     const base = c * dim;
     let sum = 0;
     for (let d = 0; d < dim; d++) {
       const diff = x[base + d] - x[q + d];
       sum += diff * diff;
     }
-    let i = count;
+    let at = count;
     if (count === k) {
-      if (distances[k - 1] < sum || (distances[k - 1] === sum && rows[k - 1] < c)) continue;
-      i = k - 1;
+      if (distances[k - 1] < sum || (distances[k - 1] === sum && rows[k - 1] < c)) return count;
+      at = k - 1;
     }
     for (
       ;
-      i > 0 && (distances[i - 1] > sum || (distances[i - 1] === sum && rows[i - 1] > c));
-      i--
+      at > 0 && (distances[at - 1] > sum || (distances[at - 1] === sum && rows[at - 1] > c));
+      at--
     ) {
-      distances[i] = distances[i - 1];
-      rows[i] = rows[i - 1];
+      distances[at] = distances[at - 1];
+      rows[at] = rows[at - 1];
     }
-    distances[i] = sum;
-    rows[i] = c;
-    if (count < k) count++;
+    distances[at] = sum;
+    rows[at] = c;
+    return Math.min(count + 1, k);
   }
-  return rows.slice(0, count);
 }

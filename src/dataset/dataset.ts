@@ -20,6 +20,18 @@ export interface EmbeddingInfo {
   readonly audio?: Readonly<Record<string, string | number>>;
   /** Names of the feature columns, in order, when the embeddings came from a table. */
   readonly features?: readonly string[];
+  /** The table's other columns as they were named when it was read, for a table. */
+  readonly table?: TableColumns;
+}
+
+/** Which columns of a table hold the labels, recordings and times, and which are left out. */
+export interface TableColumns {
+  readonly labelColumn: string;
+  readonly labelSeparator?: string;
+  readonly fileColumn?: string;
+  readonly startColumn?: string;
+  readonly endColumn?: string;
+  readonly ignoreColumns?: readonly string[];
 }
 
 /**

@@ -74,6 +74,7 @@ interface Encoded {
   audio?: EmbeddingInfo['audio'];
   /** Names of the feature columns, for a table. */
   features?: string[];
+  table?: EmbeddingInfo['table'];
 }
 
 /**
@@ -202,6 +203,7 @@ function split(data: Encoded, fraction: number, seed: number): DataSet {
       source: data.source,
       ...(data.audio === undefined ? {} : { audio: data.audio }),
       ...(data.features === undefined ? {} : { features: data.features }),
+      ...(data.table === undefined ? {} : { table: data.table }),
     },
     seed,
     settings: { 'Validation split': fraction, Seed: seed },
@@ -291,6 +293,7 @@ function encode(raw: RawRows, path: string, source: string, classes?: readonly s
     parts: new Uint8Array(raw.labels.length),
     source,
     ...(raw.features === undefined ? {} : { features: raw.features }),
+    ...(raw.table === undefined ? {} : { table: raw.table }),
   };
 }
 

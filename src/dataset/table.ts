@@ -2,7 +2,7 @@ import { createReadStream } from 'fs';
 import { open } from 'fs/promises';
 import { extname } from 'path';
 import { parse } from 'csv-parse';
-import { Source } from './dataset';
+import { Source, TableColumns } from './dataset';
 import { ParsedLabels, parseLabels } from './labels';
 import { FloatRows } from './rows';
 
@@ -32,6 +32,8 @@ export interface RawRows {
   sources: (Source | undefined)[];
   /** Names of the feature columns, or undefined where the format has none. */
   features?: string[];
+  /** The columns the table was read with, for a table. */
+  table?: TableColumns;
 }
 
 /**
@@ -97,6 +99,18 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
     labels,
     sources,
     features: layout!.features.map((c) => header![c]),
+    table: columnsOf(options),
+  };
+}
+
+/** The column options that were given, as a model records them. */
+function columnsOf(options: TableOptions): TableColumns {
+  const { labelColumn, labelSeparator, fileColumn, startColumn, endColumn, ignoreColumns } =
+    options;
+  const given = { labelSeparator, fileColumn, startColumn, endColumn, ignoreColumns };
+  return {
+    labelColumn,
+    ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)),
   };
 }
 

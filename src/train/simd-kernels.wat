@@ -1,6 +1,6 @@
 ;; Loops that TF.js's WebAssembly backend lacks, in 128-bit WebAssembly SIMD, working in the
 ;; backend's own memory (imported) so that tensors are read and written where they lie.
-;; Addresses are byte offsets; every array is float32.
+;; Addresses are byte offsets; arrays are float32 unless said otherwise.
 ;;
 ;; Assemble with wabt: wat2wasm simd-kernels.wat -o simd-kernels.wasm; the bytes
 ;; are kept, base64-encoded, in simd-kernels.ts (test/kernel.test.ts checks that they match).
@@ -455,6 +455,142 @@
     (f32.store (i32.add (local.get $listScores) (local.get $at)) (local.get $score))
     (i32.store (i32.add (local.get $listPositions) (local.get $at)) (local.get $position))
     (i32.add (local.get $n) (i32.lt_u (local.get $n) (local.get $size))))
+
+  ;; Final ranking of nearest-neighbour candidates by float64 distance, for queries
+  ;; [qFrom, qTo): query q's values are row q of `values` (float32, `dim` each) when q < shared,
+  ;; else row n + q - shared; its candidates are the kept[q] matrix positions at
+  ;; positions + 4 q fetch, whose values are rows of `values` and whose row indices are at
+  ;; rowOf. A candidate with the query's own row index (q < shared) is passed over. Writes the
+  ;; row indices of the k nearest, nearest first and equal distances lowest row index first,
+  ;; at out + 4 q k and their number at outCounts + 4 q; `distances` has room for k float64.
+  ;; Each distance is summed in float64, dimension by dimension in order.
+  (func (export "rerank")
+    (param $values i32) (param $dim i32) (param $rowOf i32) (param $n i32) (param $shared i32)
+    (param $positions i32) (param $kept i32) (param $fetch i32) (param $k i32)
+    (param $qFrom i32) (param $qTo i32) (param $out i32) (param $outCounts i32)
+    (param $distances i32)
+    (local $q i32) (local $self i32) (local $qv i32) (local $list i32) (local $c i32)
+    (local $end i32) (local $p i32) (local $row i32) (local $cv i32) (local $d i32)
+    (local $sum f64) (local $diff f64) (local $count i32) (local $at i32) (local $rows i32)
+    (local $stride i32)
+    (local.set $stride (i32.shl (local.get $dim) (i32.const 2)))
+    (local.set $q (local.get $qFrom))
+    (block $queriesDone
+      (loop $queries
+        (br_if $queriesDone (i32.ge_u (local.get $q) (local.get $qTo)))
+        (if (i32.lt_u (local.get $q) (local.get $shared))
+          (then
+            (local.set $self
+              (i32.load (i32.add (local.get $rowOf) (i32.shl (local.get $q) (i32.const 2)))))
+            (local.set $qv
+              (i32.add (local.get $values) (i32.mul (local.get $q) (local.get $stride)))))
+          (else
+            (local.set $self (i32.const -1))
+            (local.set $qv
+              (i32.add (local.get $values)
+                (i32.mul
+                  (i32.sub (i32.add (local.get $n) (local.get $q)) (local.get $shared))
+                  (local.get $stride))))))
+        (local.set $list
+          (i32.add (local.get $positions)
+            (i32.shl (i32.mul (local.get $q) (local.get $fetch)) (i32.const 2))))
+        (local.set $end
+          (i32.add (local.get $list)
+            (i32.shl
+              (i32.load (i32.add (local.get $kept) (i32.shl (local.get $q) (i32.const 2))))
+              (i32.const 2))))
+        (local.set $rows
+          (i32.add (local.get $out)
+            (i32.shl (i32.mul (local.get $q) (local.get $k)) (i32.const 2))))
+        (local.set $count (i32.const 0))
+        (local.set $c (local.get $list))
+        (block $candidatesDone
+          (loop $candidates
+            (br_if $candidatesDone (i32.ge_u (local.get $c) (local.get $end)))
+            (local.set $p (i32.load (local.get $c)))
+            (local.set $row
+              (i32.load (i32.add (local.get $rowOf) (i32.shl (local.get $p) (i32.const 2)))))
+            (if (i32.ne (local.get $row) (local.get $self))
+              (then
+                (local.set $cv
+                  (i32.add (local.get $values) (i32.mul (local.get $p) (local.get $stride))))
+                (local.set $sum (f64.const 0))
+                (local.set $d (i32.const 0))
+                (block $dimsDone
+                  (loop $dims
+                    (br_if $dimsDone (i32.ge_u (local.get $d) (local.get $stride)))
+                    (local.set $diff
+                      (f64.sub
+                        (f64.promote_f32 (f32.load (i32.add (local.get $cv) (local.get $d))))
+                        (f64.promote_f32 (f32.load (i32.add (local.get $qv) (local.get $d))))))
+                    (local.set $sum
+                      (f64.add (local.get $sum) (f64.mul (local.get $diff) (local.get $diff))))
+                    (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                    (br $dims)))
+                (local.set $count
+                  (call $rank (local.get $rows) (local.get $distances) (local.get $count)
+                    (local.get $k) (local.get $row) (local.get $sum)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $candidates)))
+        (i32.store (i32.add (local.get $outCounts) (i32.shl (local.get $q) (i32.const 2)))
+          (local.get $count))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $queries))))
+
+  ;; Inserts (row, distance) into a list of n entries (int32 rows, float64 distances) ranked
+  ;; nearest first, equal distances lowest row first, holding at most k; returns the new count.
+  (func $rank
+    (param $rows i32) (param $distances i32) (param $n i32) (param $k i32) (param $row i32)
+    (param $distance f64) (result i32)
+    (local $at i32) (local $kept f64)
+    (local.set $at (local.get $n))
+    (if (i32.eq (local.get $n) (local.get $k))
+      (then
+        (local.set $kept
+          (f64.load
+            (i32.add (local.get $distances)
+              (i32.shl (i32.sub (local.get $k) (i32.const 1)) (i32.const 3)))))
+        (if
+          (i32.or (f64.lt (local.get $kept) (local.get $distance))
+            (i32.and (f64.eq (local.get $kept) (local.get $distance))
+              (i32.lt_s
+                (i32.load
+                  (i32.add (local.get $rows)
+                    (i32.shl (i32.sub (local.get $k) (i32.const 1)) (i32.const 2))))
+                (local.get $row))))
+          (then (return (local.get $n))))
+        (local.set $at (i32.sub (local.get $k) (i32.const 1)))))
+    (block $placed
+      (loop $shift
+        (br_if $placed (i32.eqz (local.get $at)))
+        (local.set $kept
+          (f64.load
+            (i32.add (local.get $distances)
+              (i32.shl (i32.sub (local.get $at) (i32.const 1)) (i32.const 3)))))
+        (br_if $placed
+          (i32.eqz
+            (i32.or (f64.gt (local.get $kept) (local.get $distance))
+              (i32.and (f64.eq (local.get $kept) (local.get $distance))
+                (i32.gt_s
+                  (i32.load
+                    (i32.add (local.get $rows)
+                      (i32.shl (i32.sub (local.get $at) (i32.const 1)) (i32.const 2))))
+                  (local.get $row))))))
+        (f64.store
+          (i32.add (local.get $distances) (i32.shl (local.get $at) (i32.const 3)))
+          (local.get $kept))
+        (i32.store
+          (i32.add (local.get $rows) (i32.shl (local.get $at) (i32.const 2)))
+          (i32.load
+            (i32.add (local.get $rows)
+              (i32.shl (i32.sub (local.get $at) (i32.const 1)) (i32.const 2)))))
+        (local.set $at (i32.sub (local.get $at) (i32.const 1)))
+        (br $shift)))
+    (f64.store (i32.add (local.get $distances) (i32.shl (local.get $at) (i32.const 3)))
+      (local.get $distance))
+    (i32.store (i32.add (local.get $rows) (i32.shl (local.get $at) (i32.const 2)))
+      (local.get $row))
+    (i32.add (local.get $n) (i32.lt_u (local.get $n) (local.get $k))))
 
   ;; dst[c][r] = src[r][c] for r in [r0, r1), c in [c0, c1)
   (func $scalar
