@@ -455,12 +455,20 @@ describe('nearestNeighbours on every path', () => {
     expect(seconds, 'ended well before the idle worker would have').to.be.below(8);
   });
 
-  it('should match the definition on the JavaScript loops of the cpu backend', async () => {
+  it('should match the definition on the JavaScript loops of the cpu backend, alone or not', async () => {
     const previous = tf.getBackend();
     await tf.setBackend('cpu');
     try {
-      const found = await nearestNeighbours(x, dim, rows, queries, 5, { maxMatrixBytes: 2000 });
-      expect(found.map((f) => Array.from(f))).to.deep.equal(expected);
+      for (const threads of [1, 2] as const) {
+        const found = await nearestNeighbours(x, dim, rows, queries, 5, {
+          maxMatrixBytes: 2000,
+          threads,
+        });
+        expect(
+          found.map((f) => Array.from(f)),
+          `${threads} threads`,
+        ).to.deep.equal(expected);
+      }
     } finally {
       await tf.setBackend(previous);
     }

@@ -15,7 +15,7 @@ parentPort!.on('message', ({ id, job }: { id: number; job: SearchJob }) => {
       try {
         await search.runShared(false);
         const kept = search.kept();
-        const buffers = [kept.rows.buffer, kept.counts.buffer] as ArrayBuffer[];
+        const buffers = [kept.positions.buffer, kept.counts.buffer] as ArrayBuffer[];
         parentPort!.postMessage({ id, kept }, buffers);
       } finally {
         search.dispose();

@@ -17,8 +17,8 @@ const MAX_CHUNK = 4096;
 
 /**
  * Floating-point operations of one chunk's product: about 50 ms on one core, the longest the
- * event loop waits between chunks. The float64 re-ranking in JavaScript, some 40 times slower
- * per operation, hands the loop back as often.
+ * event loop waits between chunks. The float64 re-ranking, some 40 times slower per operation,
+ * hands the loop back as often.
  */
 const CHUNK_FLOPS = 2e9;
 
@@ -102,8 +102,7 @@ export async function nearestNeighbours(
     searchInThread(job).catch((err: Error) => err),
   );
 
-  let kept: Kept[] = [];
-  let nearest: Int32Array[] | undefined;
+  let kept: Kept[];
   const search = new ChunkSearch(job);
   try {
     await search.runShared(true);
@@ -112,36 +111,123 @@ export async function nearestNeighbours(
       search.runOthers(start, gather(x, dim, part, frame, false));
       await nextTurn();
     }
-    const helped = await Promise.all(theirs);
-    if (helpers === 0) nearest = await search.rankAlone(x, layout.searched, k);
-    if (nearest === undefined) {
-      kept = [search.kept(), ...helped].filter((k): k is Kept => !(k instanceof Error));
-    }
+    kept = [search.kept(), ...(await Promise.all(theirs))].filter(
+      (k): k is Kept => !(k instanceof Error),
+    );
   } finally {
     search.dispose();
   }
-  if (nearest === undefined) {
-    if (kept.length < helpers + 1) {
-      // A worker failed (no threads, a resource limit) after taking chunks: search again, alone.
-      return nearestNeighbours(x, dim, rows, queries, k, { ...options, threads: 1 });
-    }
-    nearest = await rankKept(x, dim, k, layout.searched, kept);
+  if (kept.length < helpers + 1) {
+    // A worker failed (no threads, a resource limit) after taking chunks: search again, alone.
+    return nearestNeighbours(x, dim, rows, queries, k, { ...options, threads: 1 });
   }
-  const found = nearest;
-  return queries.map((q) => found[layout.searchedIndex.get(q)!]);
+
+  const candidates = { searched: layout.searched, shared, rowOf, kept: merge(kept) };
+  const nearest =
+    (await rankInWasm(x, dim, k, candidates)) ?? (await rankInJs(x, dim, k, candidates));
+  return queries.map((q) => nearest[layout.searchedIndex.get(q)!]);
 }
 
-/** The `k` nearest of the candidates every thread kept, query by query (see Reranking). */
-async function rankKept(
+/** What the final ranking starts from: the queries and the candidates the threads kept. */
+interface Candidates {
+  /** Row index of each query, in search order (see {@link Layout}). */
+  searched: readonly number[];
+  /** How many of `searched` are among the rows, at matrix positions 0 .. shared. */
+  shared: number;
+  /** Row index of each matrix position. */
+  rowOf: Int32Array;
+  kept: Kept;
+}
+
+/** The lists of several threads as one, each query's candidates side by side. */
+function merge(kept: readonly Kept[]): Kept {
+  if (kept.length === 1) return kept[0];
+  const fetch = kept.reduce((sum, list) => sum + list.fetch, 0);
+  const queries = kept[0].counts.length;
+  const positions = new Int32Array(queries * fetch);
+  const counts = new Int32Array(queries);
+  for (let q = 0; q < queries; q++) {
+    for (const list of kept) {
+      const from = q * list.fetch;
+      positions.set(list.positions.subarray(from, from + list.counts[q]), q * fetch + counts[q]);
+      counts[q] += list.counts[q];
+    }
+  }
+  return { fetch, positions, counts };
+}
+
+/**
+ * The `k` nearest rows of every query by float64 distance among its candidates, ranked in
+ * WebAssembly; undefined off the wasm backend, or where the values of the rows and queries would
+ * take more than a chunk's matrices. Hands the event loop back between slices of queries.
+ */
+async function rankInWasm(
   x: Float32Array,
   dim: number,
   k: number,
-  searched: readonly number[],
-  kept: readonly Kept[],
+  { searched, shared, rowOf, kept }: Candidates,
+): Promise<Int32Array[] | undefined> {
+  const kernels = tf.getBackend() === 'wasm' ? simdKernels(wasm()) : undefined;
+  const n = rowOf.length;
+  const others = searched.slice(shared);
+  if (kernels === undefined || (n + others.length) * dim * 4 > MATRIX_BYTES) return undefined;
+  const values = new Float32Array((n + others.length) * dim);
+  [...rowOf, ...others].forEach((r, at) => {
+    values.set(x.subarray(r * dim, (r + 1) * dim), at * dim);
+  });
+  const queries = searched.length;
+  const tensors = [
+    tf.tensor1d(values),
+    tf.tensor1d(rowOf, 'int32'),
+    tf.tensor1d(kept.positions, 'int32'),
+    tf.tensor1d(kept.counts, 'int32'),
+    tf.zeros([queries * k], 'int32'),
+    tf.zeros([queries], 'int32'),
+    tf.zeros([2 * k]),
+  ];
+  try {
+    const [at, rows, positions, counts, out, found, distances] = tensors.map((t) =>
+      addressOf(wasm(), t.dataId),
+    );
+    const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (kept.fetch * dim)));
+    for (let q = 0; q < queries; q += slice) {
+      const to = Math.min(queries, q + slice);
+      kernels.rerank(
+        at,
+        dim,
+        rows,
+        n,
+        shared,
+        positions,
+        counts,
+        kept.fetch,
+        k,
+        q,
+        to,
+        out,
+        found,
+        distances,
+      );
+      if (to < queries) await nextTurn();
+    }
+    const nearest = wasm().typedArrayFromHeap(tensors[4]) as Int32Array;
+    const count = wasm().typedArrayFromHeap(tensors[5]) as Int32Array;
+    return Array.from({ length: queries }, (_, q) => nearest.slice(q * k, q * k + count[q]));
+  } finally {
+    for (const t of tensors) t.dispose();
+  }
+}
+
+/** As {@link rankInWasm}, in JavaScript, query by query (see Reranking). */
+async function rankInJs(
+  x: Float32Array,
+  dim: number,
+  k: number,
+  { searched, rowOf, kept }: Candidates,
 ): Promise<Int32Array[]> {
   const nearest: Int32Array[] = [];
-  const ranking = new Reranking(x, dim, k);
-  const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (kept[0].fetch * kept.length * dim)));
+  const ranking = new Reranking(x, dim, k, rowOf);
+  const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (kept.fetch * dim)));
   for (let i = 0; i < searched.length; i++) {
     nearest.push(ranking.nearest(searched[i], kept, i));
     if ((i + 1) % slice === 0) await nextTurn();
@@ -185,10 +271,13 @@ export interface SearchJob {
   next: Int32Array;
 }
 
-/** The candidates one thread kept: per query, `counts[q]` rows at `rows[q * fetch ..]`. */
+/**
+ * The candidates one thread (or several, merged) kept: per query, `counts[q]` matrix positions
+ * at `positions[q * fetch ..]`.
+ */
 export interface Kept {
   fetch: number;
-  rows: Int32Array;
+  positions: Int32Array;
   counts: Int32Array;
 }
 
@@ -310,65 +399,7 @@ export class ChunkSearch {
     });
   }
 
-  /**
-   * The `k` nearest rows of every query (`searched`, row indices into `x`) by float64 distance
-   * among the candidates kept here, ranked in WebAssembly, where the whole search ran in this
-   * thread; undefined off the wasm backend, or where the values of the rows and queries would
-   * take more than a chunk's matrices. Hands the event loop back between slices of queries.
-   */
-  async rankAlone(
-    x: Float32Array,
-    searched: readonly number[],
-    k: number,
-  ): Promise<Int32Array[] | undefined> {
-    const { kernels } = this.arrays;
-    const { dim, rowOf, shared, queries, fetch } = this.job;
-    const n = rowOf.length;
-    const others = searched.slice(shared);
-    if (kernels === undefined || (n + others.length) * dim * 4 > MATRIX_BYTES) return undefined;
-    const values = new Float32Array((n + others.length) * dim);
-    [...rowOf, ...others].forEach((r, at) => {
-      values.set(x.subarray(r * dim, (r + 1) * dim), at * dim);
-    });
-    const [, , , positions, counts, rowOfAt] = this.arrays.addresses();
-    const tensors = [
-      tf.tensor1d(values),
-      tf.zeros([queries * k], 'int32'),
-      tf.zeros([queries], 'int32'),
-      tf.zeros([2 * k]),
-    ];
-    try {
-      const [at, out, outCounts, distances] = tensors.map((t) => addressOf(wasm(), t.dataId));
-      const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (fetch * dim)));
-      for (let q = 0; q < queries; q += slice) {
-        const [from, to] = [q, Math.min(queries, q + slice)];
-        kernels.rerank(
-          at,
-          dim,
-          rowOfAt,
-          n,
-          shared,
-          positions,
-          counts,
-          fetch,
-          k,
-          from,
-          to,
-          out,
-          outCounts,
-          distances,
-        );
-        if (to < queries) await nextTurn();
-      }
-      const rows = wasm().typedArrayFromHeap(tensors[1]) as Int32Array;
-      const found = wasm().typedArrayFromHeap(tensors[2]) as Int32Array;
-      return Array.from({ length: queries }, (_, q) => rows.slice(q * k, q * k + found[q]));
-    } finally {
-      for (const t of tensors) t.dispose();
-    }
-  }
-
-  /** The rows kept for every query, copied out. */
+  /** The candidates kept for every query, copied out. */
   kept(): Kept {
     const [, , ...lists] = this.arrays.views();
     this.best.bind(lists);
@@ -600,7 +631,7 @@ type SearchArray = Float32Array | Int32Array;
  * elsewhere plain arrays and JavaScript loops.
  */
 class SearchArrays<T extends SearchArray[] = SearchArray[]> {
-  readonly kernels: SimdKernels | undefined;
+  private readonly kernels: SimdKernels | undefined;
   private readonly tensors: tf.Tensor[];
 
   constructor(
@@ -618,11 +649,6 @@ class SearchArrays<T extends SearchArray[] = SearchArray[]> {
   views(): T {
     if (this.kernels === undefined) return this.plain;
     return this.tensors.map((t) => wasm().typedArrayFromHeap(t)) as T;
-  }
-
-  /** Byte offsets of the arrays in the wasm backend's memory, in the order given (wasm only). */
-  addresses(): number[] {
-    return this.tensors.map((t) => addressOf(wasm(), t.dataId));
   }
 
   /** Runs `visit` on the values of `products` and on the arrays' views, then disposes `products`. */
@@ -767,10 +793,9 @@ class BestScores {
     return this.floor(query);
   }
 
-  /** The rows kept for every query, copied out. */
+  /** The candidates kept for every query, copied out. */
   kept(): Kept {
-    const rows = this.positions.map((p) => this.rowOf[p]);
-    return { fetch: this.size, rows, counts: this.counts.slice() };
+    return { fetch: this.size, positions: this.positions.slice(), counts: this.counts.slice() };
   }
 }
 
@@ -787,19 +812,18 @@ class Reranking {
     private readonly x: Float32Array,
     private readonly dim: number,
     private readonly k: number,
+    private readonly rowOf: Int32Array,
   ) {
     this.rows = new Int32Array(k);
     this.distances = new Float64Array(k);
   }
 
-  /** The nearest rows to `query`, whose candidates are entry `i` of each kept list. */
-  nearest(query: number, kept: readonly Kept[], i: number): Int32Array {
+  /** The nearest rows to `query`, whose candidates are entry `i` of the kept lists. */
+  nearest(query: number, kept: Kept, i: number): Int32Array {
     let count = 0;
-    for (const list of kept) {
-      const start = i * list.fetch;
-      for (let j = start; j < start + list.counts[i]; j++) {
-        count = this.offer(query, list.rows[j], count);
-      }
+    const start = i * kept.fetch;
+    for (let j = start; j < start + kept.counts[i]; j++) {
+      count = this.offer(query, this.rowOf[kept.positions[j]], count);
     }
     return this.rows.slice(0, count);
   }
