@@ -276,15 +276,11 @@ export = function (RED: NodeAPI) {
       send([{ ...msg, payload: { modelDir: root, version: current.version, current } }, null]);
     };
 
-    onInput(node, async (msg, send) => {
-      if (msg.cancel || msg.stop) {
-        control(msg);
-        return;
-      }
-      if (msg.rollback !== undefined && msg.rollback !== false) {
-        await rollback(msg, send);
-        return;
-      }
+    /**
+     * Checks a data set message and hands its job to the busy policy. Jobs reach the policy in
+     * the order their messages arrived, though each waits for the file system on the way.
+     */
+    const admit = async (msg: NodeMessageInFlow, send: Send): Promise<Job | undefined> => {
       const data = dataSetFrom(msg.payload);
       const backend = await backendFor(node);
       const modelDir = modelDirOf(RED, node, config, msg);
@@ -300,7 +296,7 @@ export = function (RED: NodeAPI) {
       );
       if (closing) {
         job.end(node, 'closed');
-        return;
+        return undefined;
       }
 
       jobs.add(job);
@@ -313,7 +309,23 @@ export = function (RED: NodeAPI) {
         const waiting = [...jobs].filter((j) => !j.running).length;
         node.status(status.idle(`queued ${waiting}`));
       }
-      return job.completed;
+      return job;
+    };
+    let admitting: Promise<unknown> = Promise.resolve();
+
+    onInput(node, async (msg, send) => {
+      if (msg.cancel || msg.stop) {
+        control(msg);
+        return;
+      }
+      if (msg.rollback !== undefined && msg.rollback !== false) {
+        await rollback(msg, send);
+        return;
+      }
+      const admitted = admitting.then(() => admit(msg, send));
+      admitting = admitted.catch(() => undefined);
+      const job = await admitted;
+      return job?.completed;
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
