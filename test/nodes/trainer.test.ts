@@ -306,6 +306,39 @@ describe('classifier-trainer node', function () {
       expect(status).to.include.members(['queued 1', 'queued 2']);
     });
 
+    it('should queue data sets in the order they arrived when checking one folder takes longer', async () => {
+      // b's look at the model folder is held back 300 ms; c's is not, and must still wait.
+      const modelDir = join(temp, 'in order');
+      await helper.load(NODES, flow({ epochs: 10, batchSize: 8, modelDir, queueLength: 2 }));
+      const results = inputs('result');
+      const progress = inputs('progress');
+      const completed = inputs('completed');
+      const trainer = helper.getNode('t1');
+      const send = (tag: string, seed: number) =>
+        trainer.receive({ topic: tag, payload: dataSet({ seed }) } as NodeMessage);
+      let holdNext = false;
+      const realStat = fsPromises.stat;
+      const stat = async (path: PathLike, options?: StatOptions) => {
+        if (path === modelDir && holdNext) {
+          holdNext = false;
+          await sleep(300);
+        }
+        return realStat(path, options);
+      };
+      fsPromises.stat = stat as typeof fsPromises.stat;
+      try {
+        send('a', 1);
+        await until(() => progress.length > 0, "a's first epoch");
+        holdNext = true;
+        send('b', 2);
+        send('c', 3);
+        await until(() => completed.length === 3, 'three complete messages');
+      } finally {
+        fsPromises.stat = realStat;
+      }
+      expect(results.map((m) => m.topic)).to.deep.equal(['a', 'b', 'c']);
+    });
+
     it('should cancel the first and the second with restart', async () => {
       const { results, warned } = await triggers('restart');
       expect(results).to.deep.equal(['c']);
