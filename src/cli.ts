@@ -8,7 +8,7 @@ import { DEFAULT_AUDIO } from './audio/recordings';
 import { CROP_MODES, CropMode } from './audio/segments';
 import { UPSAMPLING_MODES } from './augment/upsample';
 import { DataSet, summarize } from './dataset/dataset';
-import { LoadOptions, loadDataSet } from './dataset/load';
+import { LoadOptions, isTablePath, loadDataSet } from './dataset/load';
 import { writeSyntheticRecordings } from './audio/synthetic';
 import { evaluate as evaluateScores } from './evaluate/metrics';
 import { formatReportTable, reportToCsv } from './evaluate/report';
@@ -59,50 +59,102 @@ const integer = (option: string, min: number) =>
 const fraction = (option: string, upper: string) =>
   number(option, (v) => v >= 0 && (upper === '1]' ? v <= 1 : v < 1), `a number in [0, ${upper}`);
 
-function dataOptions(command: Command): Command {
+/** The data options' defaults, which `evaluate` takes only where the model has no value. */
+const DATA_DEFAULTS = {
+  labelSeparator: ',',
+  cropMode: DEFAULT_AUDIO.mode,
+  overlap: DEFAULT_AUDIO.overlap,
+  fmin: DEFAULT_AUDIO.fmin,
+  fmax: DEFAULT_AUDIO.fmax,
+  audioSpeed: DEFAULT_AUDIO.speed,
+  embedder: BUILT_IN_EMBEDDER,
+};
+
+/** `--delimiter` as typed: one character, or `\t` for a tab. */
+function delimiterOption(text: string): string {
+  const delimiter = text === '\\t' ? '\t' : text;
+  if (delimiter.length !== 1) {
+    throw new InvalidArgumentError(`--delimiter expects one character (or \\t), got "${text}"`);
+  }
+  return delimiter;
+}
+
+/**
+ * The options that say how data is read. With `fromModel` (evaluate), the options that have a
+ * default declare none: a value not given is the model's, else the default (see DATA_DEFAULTS).
+ */
+function dataOptions(command: Command, fromModel = false): Command {
+  const d = fromModel ? undefined : DATA_DEFAULTS;
+  const about = (text: string, value: unknown) => {
+    if (!fromModel) return text;
+    return value === undefined
+      ? `${text} (default: the model's)`
+      : `${text} (default: the model's, else ${JSON.stringify(value)})`;
+  };
+  const crop = new Option(
+    '--crop-mode <mode>',
+    about('how recordings are cut into 3 s segments', DATA_DEFAULTS.cropMode),
+  ).choices([...CROP_MODES]);
   return command
-    .option('--label-column <name>', 'label column of a CSV/TSV table')
-    .option('--label-separator <sep>', 'separator of several labels in one cell', ',')
-    .option('--file-column <name>', 'column naming the recording of each row (groups the split)')
-    .option('--start-column <name>', "column with each row's start time, seconds")
-    .option('--end-column <name>', "column with each row's end time, seconds")
-    .option('--ignore-columns <names>', 'comma-separated columns that are not features', (v) =>
-      v.split(',').map((s) => s.trim()),
-    )
-    .option('--delimiter <char>', 'field delimiter of the table (default: from the header)')
-    .addOption(
-      new Option('--crop-mode <mode>', 'how recordings are cut into 3 s segments')
-        .choices([...CROP_MODES])
-        .default(DEFAULT_AUDIO.mode),
+    .option('--label-column <name>', about('label column of a CSV/TSV table', undefined))
+    .option(
+      '--label-separator <sep>',
+      about('separator of several labels in one cell', DATA_DEFAULTS.labelSeparator),
+      d?.labelSeparator,
     )
     .option(
+      '--file-column <name>',
+      about('column naming the recording of each row (groups the split)', undefined),
+    )
+    .option('--start-column <name>', about("column with each row's start time, seconds", undefined))
+    .option('--end-column <name>', about("column with each row's end time, seconds", undefined))
+    .option(
+      '--ignore-columns <names>',
+      about('comma-separated columns that are not features', undefined),
+      (v) => v.split(',').map((s) => s.trim()),
+    )
+    .option(
+      '--delimiter <char>',
+      fromModel
+        ? "field delimiter of the table, \\t for a tab (default: the model's, else from the header)"
+        : 'field delimiter of the table, \\t for a tab (default: from the header)',
+      delimiterOption,
+    )
+    .addOption(d === undefined ? crop : crop.default(d.cropMode))
+    .option(
       '--overlap <s>',
-      'seconds shared by neighbouring segments (crop modes segments and smart)',
+      about(
+        'seconds shared by neighbouring segments (crop modes segments and smart)',
+        DATA_DEFAULTS.overlap,
+      ),
       number('--overlap', (v) => v >= 0 && v < 3, 'seconds in [0, 3)'),
-      DEFAULT_AUDIO.overlap,
+      d?.overlap,
     )
     .option(
       '--fmin <hz>',
-      'lower band limit, Hz (0 = no high-pass)',
+      about('lower band limit, Hz (0 = no high-pass)', DATA_DEFAULTS.fmin),
       number('--fmin', (v) => v >= 0, 'a number of Hz >= 0'),
-      DEFAULT_AUDIO.fmin,
+      d?.fmin,
     )
     .option(
       '--fmax <hz>',
-      'upper band limit, Hz (15000 = no low-pass)',
+      about('upper band limit, Hz (15000 = no low-pass)', DATA_DEFAULTS.fmax),
       number('--fmax', (v) => v > 0, 'a number of Hz > 0'),
-      DEFAULT_AUDIO.fmax,
+      d?.fmax,
     )
     .option(
       '--audio-speed <s>',
-      'read recordings as if played at this speed (< 1 slows down and lowers the pitch)',
+      about(
+        'read recordings as if played at this speed (< 1 slows down and lowers the pitch)',
+        DATA_DEFAULTS.audioSpeed,
+      ),
       number('--audio-speed', (v) => v > 0, 'a number > 0'),
-      DEFAULT_AUDIO.speed,
+      d?.audioSpeed,
     )
     .option(
       '--embedder <name>',
       `${BUILT_IN_EMBEDDER} (built in) or the model.json of a TF.js model`,
-      BUILT_IN_EMBEDDER,
+      DATA_DEFAULTS.embedder,
     )
     .option(
       '--model-sample-rate <hz>',
@@ -338,7 +390,7 @@ function describe(data: DataSet): string {
 
 /** Trains, evaluates and saves; resolves with the saved result (its model already disposed). */
 export async function runTrain(a: TrainArgs): Promise<SavedResult> {
-  const backend = await initBackend({ prefer: a.backend, log });
+  const backend = await initBackend({ prefer: a.backend, log: a.quiet ? undefined : log });
   const s = settingsOf(a);
   await checkModelTarget(a.out);
   const bar = !a.quiet && process.stderr.isTTY ? progressBar(s.epochs) : undefined;
@@ -428,13 +480,15 @@ function epochLine(e: EpochEvent): string {
 function report(saved: SavedResult, quiet: boolean): void {
   const { result, evaluation } = saved;
   if (!quiet) log(`${result.stopReason}; kept the weights of epoch ${result.bestEpoch}`);
+  const sections: string[] = [];
   for (const [part, r] of Object.entries(evaluation.reports)) {
     if (r === undefined) continue;
-    process.stdout.write(`\n${part} (${r.rows} rows)\n${formatReportTable(r)}\n`);
-    if (r.top1 !== undefined) process.stdout.write(`top-1 accuracy: ${r.top1.toFixed(4)}\n`);
+    const top1 = r.top1 === undefined ? '' : `top-1 accuracy: ${r.top1.toFixed(4)}\n`;
+    sections.push(`${part} (${r.rows} rows)\n${formatReportTable(r)}\n${top1}`);
     for (const w of r.warnings) log(`warning: ${w}`);
   }
-  process.stdout.write(`\nmodel saved: ${saved.dir}\n`);
+  sections.push(`model saved: ${saved.dir}\n`);
+  process.stdout.write(sections.join('\n'));
 }
 
 interface EvaluateArgs extends CommonArgs {
@@ -446,14 +500,16 @@ function evaluateCommand(): Command {
   const command = new Command('evaluate')
     .description(
       'score labelled embeddings with a saved model and report per-class metrics; the table ' +
-        "and audio options left out take the model's values (its provenance.json), not the " +
-        'defaults shown',
+        "and audio options left out take the model's values (its provenance.json)",
     )
     .requiredOption('--model <dir>', 'a model directory written by train')
     .requiredOption('--data <path>', 'labelled embeddings, as for train (also --i)')
     .option('--out <file>', 'also write the report as CSV');
-  return dataOptions(command).action(async (opts: EvaluateArgs, cmd: Command) =>
-    runEvaluate(opts, (name) => cmd.getOptionValueSource(name) !== 'default'),
+  return dataOptions(command, true).action(async (opts: EvaluateArgs, cmd: Command) =>
+    runEvaluate(opts, (name) => {
+      const source = cmd.getOptionValueSource(name);
+      return source !== undefined && source !== 'default';
+    }),
   );
 }
 
@@ -487,7 +543,7 @@ const AUDIO_OPTIONS: { key: keyof CommonArgs; provenance: string }[] = [
   { key: 'audioSpeed', provenance: 'Audio speed' },
 ];
 
-/** The column options of the command line, by the names a model records them. */
+/** The table options of the command line, by the names a model records them. */
 const TABLE_OPTIONS = [
   'labelColumn',
   'labelSeparator',
@@ -495,16 +551,46 @@ const TABLE_OPTIONS = [
   'startColumn',
   'endColumn',
   'ignoreColumns',
+  'delimiter',
 ] as const;
 
-/** A table is read as the model's training table was: each column option not given takes its value. */
-function withModelTable(a: EvaluateArgs, model: Provenance, given: (key: string) => boolean) {
-  const table = model.embedding.table;
-  if (table === undefined) return a;
-  const taken = TABLE_OPTIONS.filter(
-    (key) => (a[key] === undefined || !given(key)) && table[key] !== undefined,
-  );
-  return { ...a, ...Object.fromEntries(taken.map((key) => [key, table[key]])) };
+/** Columns a table to evaluate does not need: taken from the model, they may be missing. */
+const UNNEEDED_COLUMNS = new Set<string>([
+  'fileColumn',
+  'startColumn',
+  'endColumn',
+  'ignoreColumns',
+]);
+
+/**
+ * A table (.csv, .tsv, .tab) is read as the model's training table was: each table option not
+ * given takes the model's value, and its feature columns are checked against the model's before
+ * any row is read. The file, time and ignored columns taken so may be missing.
+ */
+function withModelTable(
+  a: EvaluateArgs,
+  model: Provenance,
+  given: (key: string) => boolean,
+): EvaluateArgs & Partial<LoadOptions> {
+  const table = (model.embedding.table ?? {}) as Record<string, unknown>;
+  if (!isTablePath(a.data) || typeof table !== 'object') return a;
+  const valid = (value: unknown) =>
+    typeof value === 'string' ||
+    (Array.isArray(value) && value.every((v) => typeof v === 'string'));
+  const taken = TABLE_OPTIONS.filter((key) => !given(key) && valid(table[key]));
+  const values = Object.fromEntries(taken.map((key) => [key, table[key]])) as Partial<CommonArgs>;
+  const optional = taken
+    .filter((key) => UNNEEDED_COLUMNS.has(key))
+    .flatMap((key) => values[key] as string | string[]);
+  return {
+    ...a,
+    ...values,
+    optionalColumns: optional,
+    features: model.embedding.features,
+    ...(taken.includes('labelColumn')
+      ? { labelColumnOrigin: "the model's, from its provenance.json; give --label-column" }
+      : {}),
+  };
 }
 
 /**
@@ -512,11 +598,27 @@ function withModelTable(a: EvaluateArgs, model: Provenance, given: (key: string)
  * option left at its default takes the model's value, and embeddings made otherwise (an option
  * given with another value, another embedder) are refused, naming each difference.
  */
-function withModelAudio(a: EvaluateArgs, model: Provenance, given: (key: string) => boolean) {
+function withModelAudio<T extends CommonArgs>(
+  a: T,
+  model: Provenance,
+  given: (key: string) => boolean,
+): T {
   const audio = model.embedding.audio;
   if (audio === undefined) return a;
   const taken = AUDIO_OPTIONS.filter((o) => !given(o.key) && audio[o.provenance] !== undefined);
   return { ...a, ...Object.fromEntries(taken.map((o) => [o.key, audio[o.provenance]])) };
+}
+
+/** The load options of an evaluation: what neither the command line nor the model gave is the default. */
+function withDataDefaults(a: EvaluateArgs & Partial<LoadOptions>): LoadOptions {
+  const given = Object.fromEntries(Object.entries(a).filter(([, value]) => value !== undefined));
+  const { optionalColumns, features, labelColumnOrigin } = a;
+  return {
+    ...loadOptions({ ...DATA_DEFAULTS, ...given } as EvaluateArgs),
+    optionalColumns,
+    features,
+    labelColumnOrigin,
+  };
 }
 
 async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Promise<void> {
@@ -525,7 +627,7 @@ async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Pr
   const predictor = await loadPredictor(a.model);
   try {
     const data = await loadDataSet(a.data, {
-      ...loadOptions(
+      ...withDataDefaults(
         withModelAudio(withModelTable(a, predictor.provenance, given), predictor.provenance, given),
       ),
       validationSplit: 0,

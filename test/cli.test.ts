@@ -368,13 +368,19 @@ describe('command line', () => {
   });
 
   it("should read a table to evaluate with the model's column options unless given", async () => {
-    // 30 rows of A and B from 6 recordings; a column of notes that is not a feature.
-    const lines = Array.from({ length: 30 }, (_, i) => {
+    // 30 rows of A and B from 6 recordings, fields split by "|"; a column of notes that is not
+    // a feature.
+    const rows = Array.from({ length: 30 }, (_, i) => {
       const species = i % 2 === 0 ? 'A' : 'B';
-      return `${i % 6};${species};${species === 'A' ? i / 30 : 2 + i / 30};note ${i}`;
+      return { Rec: i % 6, Species: species, f1: species === 'A' ? i / 30 : 2 + i / 30, Note: i };
     });
-    const file = join(dir, 'columns.csv');
-    writeFileSync(file, ['Rec;Species;f1;Note', ...lines].join('\n') + '\n');
+    const table = (name: string, columns: string[], renamed: Record<string, string> = {}) => {
+      const header = columns.map((c) => renamed[c] ?? c).join('|');
+      const lines = rows.map((r) => columns.map((c) => r[c as keyof typeof r]).join('|'));
+      writeFileSync(join(dir, name), [header, ...lines].join('\n') + '\n');
+      return join(dir, name);
+    };
+    const file = table('columns.csv', ['Rec', 'Species', 'f1', 'Note']);
     const out = join(dir, 'columns model');
     const trained = await cli(
       'train',
@@ -386,6 +392,8 @@ describe('command line', () => {
       'Rec',
       '--ignore-columns',
       'Note',
+      '--delimiter',
+      '|',
       '--out',
       out,
       '--epochs',
@@ -393,24 +401,61 @@ describe('command line', () => {
       '--quiet',
     );
     expect(trained.code, trained.stderr).to.equal(0);
-    // Quiet leaves out the progress, not the results.
-    expect(trained.stderr).to.not.include('epoch 1/2');
-    expect(trained.stdout).to.include('validation (').and.include(`model saved: ${out}`);
+    // Quiet leaves out the progress and the backend, not the results.
+    expect(trained.stderr).to.not.include('epoch 1/2').and.not.include('TF.js backend');
+    expect(trained.stdout).to.match(/^validation \(/);
+    expect(trained.stdout).to.include(`model saved: ${out}`);
     const provenance = JSON.parse(readFileSync(join(out, 'provenance.json'), 'utf8'));
     expect(provenance.embedding.table).to.deep.equal({
       labelColumn: 'Species',
       labelSeparator: ',',
       fileColumn: 'Rec',
       ignoreColumns: ['Note'],
+      delimiter: '|',
     });
 
-    const evaluated = await cli('evaluate', '--model', out, '--data', file);
+    const evaluate = (data: string, ...options: string[]) =>
+      cli('evaluate', '--model', out, '--data', data, ...options);
+    const evaluated = await evaluate(file);
     expect(evaluated.code, evaluated.stderr).to.equal(0);
     expect(evaluated.stdout).to.include('30 rows');
 
-    const given = await cli('evaluate', '--model', out, '--data', file, '--label-column', 'Kind');
-    expect(given.code).to.equal(1);
-    expect(given.stderr).to.include('no label column "Kind"');
+    // The recording and note columns are not needed to score.
+    const bare = await evaluate(table('bare.csv', ['f1', 'Species']));
+    expect(bare.code, bare.stderr).to.equal(0);
+    expect(bare.stdout).to.include('30 rows');
+
+    const renamed = table('renamed.csv', ['Rec', 'Species', 'f1'], { Species: 'Kind' });
+    const unnamed = await evaluate(renamed);
+    expect(unnamed.code).to.equal(1);
+    expect(unnamed.stderr).to.include(
+      'no label column "Species" (the model\'s, from its provenance.json',
+    );
+    expect((await evaluate(renamed, '--label-column', 'Kind')).code).to.equal(0);
+
+    // Another label column given: the model's one is then a column the model has no feature for.
+    const twoLabels = table('two labels.csv', ['Species', 'f1', 'Species'], { Species: 'Kind' });
+    writeFileSync(
+      twoLabels,
+      readFileSync(twoLabels, 'utf8').replace(/^Kind\|f1\|Kind/, 'Kind|f1|Species'),
+    );
+    const other = await evaluate(twoLabels, '--label-column', 'Kind');
+    expect(other.code).to.equal(1);
+    expect(other.stderr).to.include('has "Species" besides');
+
+    // An embeddings file is not read as a table because the model came from one.
+    const embeddings = join(dir, 'rec.birdnet.embeddings.txt');
+    writeFileSync(embeddings, '0.0\t3.0\t0.5\n');
+    const notTable = await evaluate(embeddings);
+    expect(notTable.code).to.equal(1);
+    expect(notTable.stderr).to.include('an embeddings file carries no labels');
+
+    const help = (await cli('evaluate', '--help')).stdout.replace(/\s+/g, ' ');
+    expect(help).to.include('--label-separator <sep> separator of several labels in one cell');
+    expect(help).to.include('(default: the model\'s, else ",")');
+    expect(help).to.not.include('(default: ",")');
+    const badDelimiter = await evaluate(file, '--delimiter', '||');
+    expect(badDelimiter.stderr).to.include('--delimiter expects one character');
   });
 
   it('should refuse a report path inside the model, on a folder or in no folder', async () => {

@@ -32,6 +32,7 @@ export interface TableColumns {
   readonly startColumn?: string;
   readonly endColumn?: string;
   readonly ignoreColumns?: readonly string[];
+  readonly delimiter?: string;
 }
 
 /**

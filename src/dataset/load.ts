@@ -233,7 +233,7 @@ async function readLabelled(
 
   const ext = extname(path).toLowerCase();
   if (format === 'npz' || (format === 'auto' && ext === '.npz')) return readCache(path);
-  const table = format === 'table' || ['.csv', '.tsv', '.tab'].includes(ext);
+  const table = format === 'table' || isTablePath(path);
   if (table || options.labelColumn !== undefined) {
     if (options.labelColumn === undefined) {
       throw new Error(`${path}: a table needs a label column (option label-column)`);
@@ -251,6 +251,11 @@ async function readLabelled(
   throw new Error(
     `${path}: unknown data format; expected a folder of class folders, .csv, .tsv or .npz`,
   );
+}
+
+/** Whether a path names a table by its extension (.csv, .tsv, .tab). */
+export function isTablePath(path: string): boolean {
+  return ['.csv', '.tsv', '.tab'].includes(extname(path).toLowerCase());
 }
 
 /** What each format expects to find at the path, as errors say it. */

@@ -5,6 +5,7 @@ import { parse } from 'csv-parse';
 import { Source, TableColumns } from './dataset';
 import { ParsedLabels, parseLabels } from './labels';
 import { FloatRows } from './rows';
+import { featureOrder } from './features';
 
 export interface TableOptions {
   /** Column holding each row's label(s). */
@@ -22,6 +23,18 @@ export interface TableOptions {
    * header.
    */
   delimiter?: string;
+  /**
+   * File, start, end and ignored columns that may be missing from the header: those a model
+   * recorded, which a table to evaluate does not need. Others named and missing are refused.
+   */
+  optionalColumns?: readonly string[];
+  /** Where the label column's name came from, for the error when the header lacks it. */
+  labelColumnOrigin?: string;
+  /**
+   * The feature columns expected (a model's): a header whose other columns differ is refused
+   * before any row is read, naming each column one side lacks.
+   */
+  features?: readonly string[];
 }
 
 /** Labelled rows read from a file, before any split. */
@@ -45,6 +58,9 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
   const first = await firstLine(path);
   // Excel writes "sep=;" as a first line to name the delimiter; the header follows it.
   const excelSep = /^sep=(.)$/.exec(first)?.[1];
+  if (options.delimiter !== undefined && options.delimiter.length !== 1) {
+    throw new Error(`${path}: delimiter: expected one character, got "${options.delimiter}"`);
+  }
   const delimiter = options.delimiter ?? excelSep ?? sniffDelimiter(path, first);
   const parser = createReadStream(path).pipe(
     parse({
@@ -69,6 +85,11 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
       if (header === undefined) {
         header = record;
         layout = planColumns(`${path}: line ${line}`, header, options);
+        featureOrder(
+          layout.features.map((c) => header![c]),
+          options.features,
+          path,
+        );
         x.setDim(layout.features.length);
         continue;
       }
@@ -107,7 +128,8 @@ export async function readTable(path: string, options: TableOptions): Promise<Ra
 function columnsOf(options: TableOptions): TableColumns {
   const { labelColumn, labelSeparator, fileColumn, startColumn, endColumn, ignoreColumns } =
     options;
-  const given = { labelSeparator, fileColumn, startColumn, endColumn, ignoreColumns };
+  const { delimiter } = options;
+  const given = { labelSeparator, fileColumn, startColumn, endColumn, ignoreColumns, delimiter };
   return {
     labelColumn,
     ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)),
@@ -156,15 +178,19 @@ function planColumns(where: string, header: string[], options: TableOptions): La
       throw new Error(`${where}: two columns are named "${name}"; names must differ`);
     }
   });
-  const find = (name: string | undefined, what: string): number | undefined => {
+  const optional = new Set(options.optionalColumns ?? []);
+  const find = (name: string | undefined, what: string, origin = ''): number | undefined => {
     if (name === undefined) return undefined;
     const index = header.indexOf(name);
-    if (index < 0) {
-      throw new Error(`${where}: no ${what} column "${name}"; the header has ${header.join(', ')}`);
+    if (index < 0 && !optional.has(name)) {
+      throw new Error(
+        `${where}: no ${what} column "${name}"${origin}; the header has ${header.join(', ')}`,
+      );
     }
-    return index;
+    return index < 0 ? undefined : index;
   };
-  const label = find(options.labelColumn, 'label')!;
+  const origin = options.labelColumnOrigin === undefined ? '' : ` (${options.labelColumnOrigin})`;
+  const label = find(options.labelColumn, 'label', origin)!;
   const file = find(options.fileColumn, 'file');
   const start = find(options.startColumn, 'start');
   const end = find(options.endColumn, 'end');
