@@ -574,10 +574,12 @@ function withModelTable(
 ): EvaluateArgs & Partial<LoadOptions> {
   const table = (model.embedding.table ?? {}) as Record<string, unknown>;
   if (!isTablePath(a.data) || typeof table !== 'object') return a;
-  const valid = (value: unknown) =>
-    typeof value === 'string' ||
-    (Array.isArray(value) && value.every((v) => typeof v === 'string'));
-  const taken = TABLE_OPTIONS.filter((key) => !given(key) && valid(table[key]));
+  // What a hand-edited provenance.json holds of another type is left out.
+  const valid = (key: string, value: unknown) =>
+    key === 'ignoreColumns'
+      ? Array.isArray(value) && value.every((v) => typeof v === 'string')
+      : typeof value === 'string';
+  const taken = TABLE_OPTIONS.filter((key) => !given(key) && valid(key, table[key]));
   const values = Object.fromEntries(taken.map((key) => [key, table[key]])) as Partial<CommonArgs>;
   const optional = taken
     .filter((key) => UNNEEDED_COLUMNS.has(key))

@@ -454,6 +454,16 @@ describe('command line', () => {
     expect(help).to.include('--label-separator <sep> separator of several labels in one cell');
     expect(help).to.include('(default: the model\'s, else ",")');
     expect(help).to.not.include('(default: ",")');
+    // A hand-edited provenance.json: a table entry of another type is left out, not used.
+    const edited = join(dir, 'edited model');
+    cpSync(out, edited, { recursive: true });
+    const kept = JSON.parse(readFileSync(join(edited, 'provenance.json'), 'utf8'));
+    kept.embedding.table = { labelColumn: 'Species', ignoreColumns: 'Note', delimiter: null };
+    writeFileSync(join(edited, 'provenance.json'), JSON.stringify(kept));
+    const loose = await cli('evaluate', '--model', edited, '--data', file, '--delimiter', '|');
+    expect(loose.code).to.equal(1);
+    expect(loose.stderr).to.include('has "Rec", "Note" besides');
+
     const badDelimiter = await evaluate(file, '--delimiter', '||');
     expect(badDelimiter.stderr).to.include('--delimiter expects one character');
   });
