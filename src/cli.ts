@@ -611,7 +611,10 @@ function withModelAudio<T extends CommonArgs>(
   return { ...a, ...Object.fromEntries(taken.map((o) => [o.key, audio[o.provenance]])) };
 }
 
-/** The load options of an evaluation: what neither the command line nor the model gave is the default. */
+/**
+ * The load options of an evaluation: what neither the command line nor the model gave is the
+ * default.
+ */
 function withDataDefaults(a: EvaluateArgs & Partial<LoadOptions>): LoadOptions {
   const given = Object.fromEntries(Object.entries(a).filter(([, value]) => value !== undefined));
   const { optionalColumns, features, labelColumnOrigin } = a;

@@ -122,7 +122,9 @@ export async function nearestNeighbours(
     return nearestNeighbours(x, dim, rows, queries, k, { ...options, threads: 1 });
   }
 
-  const candidates = { searched: layout.searched, shared, rowOf, kept: merge(kept) };
+  const merged = merge(kept);
+  const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (merged.fetch * dim)));
+  const candidates = { searched: layout.searched, shared, rowOf, kept: merged, slice };
   const nearest =
     (await rankInWasm(x, dim, k, candidates)) ?? (await rankInJs(x, dim, k, candidates));
   return queries.map((q) => nearest[layout.searchedIndex.get(q)!]);
@@ -137,6 +139,8 @@ interface Candidates {
   /** Row index of each matrix position. */
   rowOf: Int32Array;
   kept: Kept;
+  /** Queries ranked between two turns of the event loop. */
+  slice: number;
 }
 
 /** The lists of several threads as one, each query's candidates side by side. */
@@ -165,7 +169,7 @@ async function rankInWasm(
   x: Float32Array,
   dim: number,
   k: number,
-  { searched, shared, rowOf, kept }: Candidates,
+  { searched, shared, rowOf, kept, slice }: Candidates,
 ): Promise<Int32Array[] | undefined> {
   const kernels = tf.getBackend() === 'wasm' ? simdKernels(wasm()) : undefined;
   const n = rowOf.length;
@@ -189,7 +193,6 @@ async function rankInWasm(
     const [at, rows, positions, counts, out, found, distances] = tensors.map((t) =>
       addressOf(wasm(), t.dataId),
     );
-    const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (kept.fetch * dim)));
     for (let q = 0; q < queries; q += slice) {
       const to = Math.min(queries, q + slice);
       kernels.rerank(
@@ -223,11 +226,10 @@ async function rankInJs(
   x: Float32Array,
   dim: number,
   k: number,
-  { searched, rowOf, kept }: Candidates,
+  { searched, rowOf, kept, slice }: Candidates,
 ): Promise<Int32Array[]> {
   const nearest: Int32Array[] = [];
   const ranking = new Reranking(x, dim, k, rowOf);
-  const slice = Math.max(1, Math.floor(CHUNK_FLOPS / 40 / (kept.fetch * dim)));
   for (let i = 0; i < searched.length; i++) {
     nearest.push(ranking.nearest(searched[i], kept, i));
     if ((i + 1) % slice === 0) await nextTurn();
