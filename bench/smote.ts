@@ -9,8 +9,9 @@
  *
  * Each side runs BENCH_ROUNDS times (default 7) in one process and reports the median, and the
  * ratios of the first runs and of the medians of the later runs apart: the first run of a process
- * pays for compiling code (and ours for starting the worker thread of the neighbour search). Prints one JSON line per case. Environment: BENCH_PYTHON as for
- * train-speed.ts.
+ * pays for compiling code (and ours for starting the worker thread of the neighbour search).
+ * Prints one JSON line per case. Environment: BENCH_PYTHON as for train-speed.ts;
+ * BENCH_SMOTE_CASES, a comma-separated list of case names to run (default: all).
  */
 import { execFileSync } from 'child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
@@ -127,7 +128,9 @@ async function main(): Promise<void> {
     ],
     ['synthetic-50000x1024', () => Promise.resolve(synthetic())],
   ];
+  const only = process.env.BENCH_SMOTE_CASES?.split(',');
   for (const [name, make] of cases) {
+    if (only !== undefined && !only.includes(name)) continue;
     const data = await make();
     if (data === undefined) {
       write({ bench: 'smote', case: name, skipped: `${FROGS} is missing` });

@@ -7,10 +7,20 @@ import betaFactory from '@stdlib/random-base-beta';
  * stage or changing how many numbers one stage draws leaves the others' draws unchanged.
  */
 export class Random {
-  private readonly next: () => number;
+  // Alea's state (Baagoe), seeded by seedrandom's Alea and stepped by the same recurrence in a
+  // method rather than in a closure of each generator: optimised code that inlines a closure
+  // holds that closure, and is thrown away whenever a collection frees the generator.
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private c: number;
 
   constructor(readonly seed: string | number) {
-    this.next = seedrandom.alea(String(seed));
+    const state = seedrandom.alea(String(seed), { state: true }).state();
+    this.s0 = state.s0;
+    this.s1 = state.s1;
+    this.s2 = state.s2;
+    this.c = state.c;
   }
 
   /** An independent stream for a named purpose, e.g. `random.derive('mixup')`. */
@@ -20,12 +30,17 @@ export class Random {
 
   /** Uniform in [0, 1). */
   uniform(): number {
-    return this.next();
+    const t = 2091639 * this.s0 + this.c * 2 ** -32;
+    this.s0 = this.s1;
+    this.s1 = this.s2;
+    this.c = t | 0;
+    this.s2 = t - this.c;
+    return this.s2;
   }
 
   /** Uniform integer in [0, n). */
   int(n: number): number {
-    return Math.floor(this.next() * n);
+    return Math.floor(this.uniform() * n);
   }
 
   choice<T>(items: readonly T[]): T {
@@ -43,7 +58,7 @@ export class Random {
 
   /** A sampler of Beta(a, b) drawing from this stream. */
   beta(a: number, b: number): () => number {
-    return betaFactory.factory(a, b, { prng: this.next });
+    return betaFactory.factory(a, b, { prng: () => this.uniform() });
   }
 
   /** A 31-bit integer, e.g. to seed a TF.js initializer. */

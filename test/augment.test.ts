@@ -299,6 +299,23 @@ describe('nearestNeighbours', async () => {
     expect(await nearestNeighbours(x, 1, [0], [0], 5)).to.deep.equal([new Int32Array(0)]);
   });
 
+  it('should answer repeated queries, a row listed twice and typed index lists', async () => {
+    // One feature: row r holds r * r, so distances are distinct and easy to rank by hand.
+    const x = Float32Array.from({ length: 8 }, (_, r) => r * r);
+    // Row 2 is listed twice among the rows; query 2 asked twice; query 7 is not among the rows.
+    const rows = Int32Array.of(1, 2, 3, 2, 5);
+    const queries = Int32Array.of(2, 7, 2, 5);
+    const found = await nearestNeighbours(x, 1, rows, queries, 2);
+    // 2 (4): 1 (1) at 3, 3 (9) at 5, 5 (25) at 21; itself never, either copy.
+    // 7 (49): 5 at 24, 3 at 40. 5 (25): 3 at 16, then 2 at 21 (the copy of 2 at the same place).
+    expect(found.map((f) => Array.from(f))).to.deep.equal([
+      [1, 3],
+      [5, 3],
+      [1, 3],
+      [3, 2],
+    ]);
+  });
+
   it('should agree with plain distances far from the origin and in small chunks', async () => {
     const random = new Random(11);
     const n = 60;

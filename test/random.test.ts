@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import seedrandom from 'seedrandom';
 import { Random } from '../src/random';
 
 describe('Random', () => {
@@ -9,6 +10,25 @@ describe('Random', () => {
     const da = [a.uniform(), a.uniform(), a.uniform()];
     expect([b.uniform(), b.uniform(), b.uniform()]).to.deep.equal(da);
     expect([c.uniform(), c.uniform(), c.uniform()]).not.to.deep.equal(da);
+  });
+
+  it("should give seedrandom's Alea stream for the same seed", () => {
+    for (const seed of [7, 'run/upsample', '']) {
+      const ours = new Random(seed);
+      const alea = seedrandom.alea(String(seed));
+      for (let i = 0; i < 10000; i++) expect(ours.uniform()).to.equal(alea());
+    }
+  });
+
+  it('should draw integers below n and pick items by the same draws', () => {
+    const a = new Random('pick');
+    const b = new Random('pick');
+    const items = ['a', 'b', 'c'];
+    for (let i = 0; i < 1000; i++) {
+      const n = a.int(3);
+      expect(n).to.be.oneOf([0, 1, 2]);
+      expect(b.choice(items)).to.equal(items[n]);
+    }
   });
 
   it('should draw Beta(0.2, 0.2) with variance 0.179 and two thirds of draws near 0 or 1', () => {

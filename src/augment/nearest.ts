@@ -66,17 +66,17 @@ export interface NearestOptions {
 export async function nearestNeighbours(
   x: Float32Array,
   dim: number,
-  rows: readonly number[],
-  queries: readonly number[],
+  rows: ArrayLike<number>,
+  queries: ArrayLike<number>,
   k: number,
   options: NearestOptions = {},
 ): Promise<Int32Array[]> {
   checkArguments(x, dim, rows, queries, k);
-  if (rows.length === 0 || k === 0) return queries.map(() => new Int32Array(0));
+  if (rows.length === 0 || k === 0) return Array.from(queries, () => new Int32Array(0));
 
   // Twice as many candidates as needed leaves room for float32 rounding to misorder them.
   const fetch = Math.min(rows.length, 2 * k + 1);
-  const layout = arrange(rows, queries);
+  const layout = arrange(rows, queries, x.length / dim);
   const n = layout.order.length;
   const shared = layout.sharedCount;
   const matrixRows = (options.maxMatrixBytes ?? MATRIX_BYTES) / 4 / 2 / n;
@@ -85,7 +85,8 @@ export async function nearestNeighbours(
   const helpers = helperCount(options.threads ?? 'auto', productFlops(n, dim, shared));
 
   const frame = frameOf(x, dim, rows);
-  const rowOf = Int32Array.from(layout.order, (p) => rows[p]);
+  const rowOf = new Int32Array(n);
+  for (let i = 0; i < n; i++) rowOf[i] = rows[layout.order[i]];
   // Shared memory lets worker threads read the rows without a copy.
   const centred = gather(x, dim, rowOf, frame, helpers > 0);
   const job: SearchJob = {
@@ -127,7 +128,9 @@ export async function nearestNeighbours(
   const candidates = { searched: layout.searched, shared, rowOf, kept: merged, slice };
   const nearest =
     (await rankInWasm(x, dim, k, candidates)) ?? (await rankInJs(x, dim, k, candidates));
-  return queries.map((q) => nearest[layout.searchedIndex.get(q)!]);
+  const out = new Array<Int32Array>(queries.length);
+  for (let i = 0; i < queries.length; i++) out[i] = nearest[layout.searchedIndex[queries[i]]];
+  return out;
 }
 
 /** What the final ranking starts from: the queries and the candidates the threads kept. */
@@ -176,9 +179,10 @@ async function rankInWasm(
   const others = searched.slice(shared);
   if (kernels === undefined || (n + others.length) * dim * 4 > MATRIX_BYTES) return undefined;
   const values = new Float32Array((n + others.length) * dim);
-  [...rowOf, ...others].forEach((r, at) => {
+  for (let at = 0; at < n + others.length; at++) {
+    const r = at < n ? rowOf[at] : others[at - n];
     values.set(x.subarray(r * dim, (r + 1) * dim), at * dim);
-  });
+  }
   const queries = searched.length;
   const tensors = [
     tf.tensor1d(values),
@@ -215,7 +219,9 @@ async function rankInWasm(
     }
     const nearest = wasm().typedArrayFromHeap(tensors[4]) as Int32Array;
     const count = wasm().typedArrayFromHeap(tensors[5]) as Int32Array;
-    return Array.from({ length: queries }, (_, q) => nearest.slice(q * k, q * k + count[q]));
+    const lists = new Array<Int32Array>(queries);
+    for (let q = 0; q < queries; q++) lists[q] = nearest.slice(q * k, q * k + count[q]);
+    return lists;
   } finally {
     for (const t of tensors) t.dispose();
   }
@@ -430,8 +436,8 @@ export class ChunkSearch {
 function checkArguments(
   x: Float32Array,
   dim: number,
-  rows: readonly number[],
-  queries: readonly number[],
+  rows: ArrayLike<number>,
+  queries: ArrayLike<number>,
   k: number,
 ): void {
   if (!Number.isInteger(dim) || dim <= 0 || x.length % dim !== 0) {
@@ -442,7 +448,8 @@ function checkArguments(
   }
   const n = x.length / dim;
   for (const list of [rows, queries]) {
-    for (const r of list) {
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i];
       if (!Number.isInteger(r) || r < 0 || r >= n) {
         throw new Error(`nearest neighbours: row index ${r} is outside 0..${n - 1}`);
       }
@@ -456,35 +463,44 @@ interface Layout {
    * Positions into `rows`: first those holding a query (one each), then the others. A position's
    * index in this list is where it sits in the centred matrix.
    */
-  order: number[];
+  order: Int32Array;
   /** Distinct queries: those among `rows` first, in `order`, then the others. */
   searched: number[];
   /** How many of `searched` are among `rows`; they sit at matrix positions 0 .. sharedCount. */
   sharedCount: number;
-  searchedIndex: Map<number, number>;
+  /** Per row index of `x`, where it is in `searched` (-1 for rows not searched). */
+  searchedIndex: Int32Array;
 }
 
-function arrange(rows: readonly number[], queries: readonly number[]): Layout {
-  const wanted = new Set(queries);
-  const first = new Map<number, number>();
-  rows.forEach((r, p) => {
-    if (wanted.has(r) && !first.has(r)) first.set(r, p);
-  });
-  const sharedPositions = [...first.values()];
-  const taken = new Set(sharedPositions);
-  const order = [...sharedPositions, ...rows.keys()].filter(
-    (p, i) => i < sharedPositions.length || !taken.has(p),
-  );
-  const searched = [
-    ...sharedPositions.map((p) => rows[p]),
-    ...[...wanted].filter((q) => !first.has(q)),
-  ];
-  return {
-    order,
-    searched,
-    sharedCount: sharedPositions.length,
-    searchedIndex: new Map(searched.map((q, i) => [q, i])),
-  };
+/** Lays out `rows` and `queries`, row indices into `x` of `n` rows (see {@link Layout}). */
+function arrange(rows: ArrayLike<number>, queries: ArrayLike<number>, n: number): Layout {
+  const wanted = new Int8Array(n);
+  for (let i = 0; i < queries.length; i++) wanted[queries[i]] = 1;
+  // The first position of each query among the rows; the query is then marked found (2).
+  const isShared = new Uint8Array(rows.length);
+  const searched: number[] = [];
+  for (let p = 0; p < rows.length; p++) {
+    if (wanted[rows[p]] === 1) {
+      wanted[rows[p]] = 2;
+      isShared[p] = 1;
+      searched.push(rows[p]);
+    }
+  }
+  const sharedCount = searched.length;
+  const order = new Int32Array(rows.length);
+  let at = 0;
+  for (let p = 0; p < rows.length; p++) if (isShared[p] === 1) order[at++] = p;
+  for (let p = 0; p < rows.length; p++) if (isShared[p] === 0) order[at++] = p;
+  for (let i = 0; i < queries.length; i++) {
+    const q = queries[i];
+    if (wanted[q] === 1) {
+      wanted[q] = 3;
+      searched.push(q);
+    }
+  }
+  const searchedIndex = new Int32Array(n).fill(-1);
+  for (let i = 0; i < searched.length; i++) searchedIndex[searched[i]] = i;
+  return { order, searched, sharedCount, searchedIndex };
 }
 
 /**
@@ -500,7 +516,7 @@ interface Frame {
   scale: number;
 }
 
-function frameOf(x: Float32Array, dim: number, rows: readonly number[]): Frame {
+function frameOf(x: Float32Array, dim: number, rows: ArrayLike<number>): Frame {
   const mean = new Float64Array(dim);
   for (let i = 0; i < rows.length; i++) {
     const base = rows[i] * dim;

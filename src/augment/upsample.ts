@@ -21,18 +21,22 @@ export interface UpsampleOptions {
 interface Group {
   /** How the group is named in errors. */
   readonly name: string;
-  readonly rows: readonly number[];
+  readonly rows: Int32Array;
   readonly missing: number;
 }
 
 /** Values of new rows blended between two turns of the event loop: a few ms of work. */
 const BLEND_SLICE_VALUES = 2 * 1024 * 1024;
 
-/** New rows as convex combinations: x = weight * x[first] + (1 - weight) * x[second]. */
+/**
+ * New rows as convex combinations: x = weight * x[first] + (1 - weight) * x[second]; `count` of
+ * them are written so far.
+ */
 interface Recipes {
-  first: number[];
-  second: number[];
-  weight: number[];
+  first: Int32Array;
+  second: Int32Array;
+  weight: Float64Array;
+  count: number;
 }
 
 /**
@@ -69,14 +73,16 @@ export async function upsample(data: DataSet, options: UpsampleOptions): Promise
   if (ratio === 0) return data;
 
   const train = rowsOf(data, Part.train);
-  if (mode !== 'repeat' && isMultiLabel(data, train)) {
+  const classes = data.labels.length;
+  const members = classes === 1 ? undefined : classMembers(data, train);
+  if (mode !== 'repeat' && members?.multiLabel === true) {
     throw new Error(
       `upsampling mode: multi-label data allows only "repeat", got "${mode}"; ` +
         'a mixed row could not say which of its labels it stands for',
     );
   }
   const groups =
-    data.labels.length === 1 ? binaryGroups(data, train, ratio) : classGroups(data, train, ratio);
+    members === undefined ? binaryGroups(data, train, ratio) : classGroups(data, members, ratio);
   for (const group of groups) {
     if (group.missing > 0 && group.rows.length === 0) {
       throw new Error(
@@ -87,13 +93,20 @@ export async function upsample(data: DataSet, options: UpsampleOptions): Promise
     }
   }
 
-  const recipes: Recipes = { first: [], second: [], weight: [] };
+  const added = groups.reduce((sum, group) => sum + Math.max(0, group.missing), 0);
+  if (added === 0) return data;
+  const recipes: Recipes = {
+    first: new Int32Array(added),
+    second: new Int32Array(added),
+    weight: new Float64Array(added),
+    count: 0,
+  };
   for (const group of groups) {
     if (group.missing <= 0) continue;
     if (mode === 'smote') await addSmote(data, group, random, k, recipes);
     else addPairs(group, mode, random, recipes);
   }
-  return recipes.first.length === 0 ? data : await appendRows(data, recipes);
+  return appendRows(data, recipes);
 }
 
 function checkOptions(ratio: number, mode: string, k: number): void {
@@ -110,23 +123,37 @@ function checkOptions(ratio: number, mode: string, k: number): void {
   }
 }
 
-function isMultiLabel(data: DataSet, train: readonly number[]): boolean {
-  const classes = data.labels.length;
-  return train.some((r) => {
-    let ones = 0;
-    for (let c = 0; c < classes; c++) if (data.y[r * classes + c] === 1) ones++;
-    return ones > 1;
-  });
+/** Training rows whose label for a class is exactly 1, per class; whether a row has several. */
+interface Members {
+  rows: Int32Array[];
+  multiLabel: boolean;
 }
 
-function classGroups(data: DataSet, train: readonly number[], ratio: number): Group[] {
+function classMembers(data: DataSet, train: readonly number[]): Members {
   const classes = data.labels.length;
-  const members = data.labels.map((): number[] => []);
+  const counts = new Int32Array(classes);
+  let multiLabel = false;
   for (const r of train) {
-    for (let c = 0; c < classes; c++) if (data.y[r * classes + c] === 1) members[c].push(r);
+    let ones = 0;
+    for (let c = 0; c < classes; c++) {
+      if (data.y[r * classes + c] === 1) {
+        counts[c]++;
+        ones++;
+      }
+    }
+    if (ones > 1) multiLabel = true;
   }
-  const target = Math.trunc(Math.max(0, ...members.map((m) => m.length)) * ratio);
-  return members.map((rows, c) => ({
+  const rows = Array.from(counts, (n) => new Int32Array(n));
+  counts.fill(0);
+  for (const r of train) {
+    for (let c = 0; c < classes; c++) if (data.y[r * classes + c] === 1) rows[c][counts[c]++] = r;
+  }
+  return { rows, multiLabel };
+}
+
+function classGroups(data: DataSet, members: Members, ratio: number): Group[] {
+  const target = Math.trunc(Math.max(0, ...members.rows.map((m) => m.length)) * ratio);
+  return members.rows.map((rows, c) => ({
     name: `class "${data.labels[c]}"`,
     rows,
     missing: target - rows.length,
@@ -134,8 +161,8 @@ function classGroups(data: DataSet, train: readonly number[], ratio: number): Gr
 }
 
 function binaryGroups(data: DataSet, train: readonly number[], ratio: number): Group[] {
-  const positives = train.filter((r) => data.y[r] === 1);
-  const others = train.filter((r) => data.y[r] !== 1);
+  const positives = Int32Array.from(train.filter((r) => data.y[r] === 1));
+  const others = Int32Array.from(train.filter((r) => data.y[r] !== 1));
   const target = Math.trunc(Math.max(positives.length, others.length) * ratio);
   if (positives.length < others.length) {
     return [
@@ -152,14 +179,20 @@ function binaryGroups(data: DataSet, train: readonly number[], ratio: number): G
 }
 
 function addPairs(group: Group, mode: UpsamplingMode, random: Random, recipes: Recipes): void {
+  const { rows } = group;
   for (let i = 0; i < group.missing; i++) {
-    const a = random.choice(group.rows);
-    const b = mode === 'repeat' ? a : random.choice(group.rows);
+    const a = rows[random.int(rows.length)];
+    const b = mode === 'repeat' ? a : rows[random.int(rows.length)];
     const w = mode === 'repeat' ? 1 : mode === 'mean' ? 0.5 : random.uniform();
-    recipes.first.push(a);
-    recipes.second.push(b);
-    recipes.weight.push(w);
+    addRecipe(recipes, a, b, w);
   }
+}
+
+function addRecipe(recipes: Recipes, first: number, second: number, weight: number): void {
+  const at = recipes.count++;
+  recipes.first[at] = first;
+  recipes.second[at] = second;
+  recipes.weight[at] = weight;
 }
 
 async function addSmote(
@@ -169,20 +202,27 @@ async function addSmote(
   k: number,
   recipes: Recipes,
 ): Promise<void> {
-  const seeds = Array.from({ length: group.missing }, () => random.choice(group.rows));
+  const { rows } = group;
+  const seeds = new Int32Array(group.missing);
+  for (let i = 0; i < seeds.length; i++) seeds[i] = rows[random.int(rows.length)];
 
-  const distinct = [...new Set(seeds)];
-  const found = await nearestNeighbours(data.x, data.dim, group.rows, distinct, k);
-  const neighbours = new Map(distinct.map((s, i) => [s, found[i]]));
+  // Each distinct seed is searched once, in the order of its first draw.
+  const distinct: number[] = [];
+  const slot = new Map<number, number>();
+  for (const s of seeds) {
+    if (!slot.has(s)) {
+      slot.set(s, distinct.length);
+      distinct.push(s);
+    }
+  }
+  const found = await nearestNeighbours(data.x, data.dim, rows, distinct, k);
 
   for (const s of seeds) {
-    const near = neighbours.get(s) ?? new Int32Array(0);
+    const near = found[slot.get(s)!];
     const neighbour = near.length === 0 ? s : near[random.int(near.length)];
     const step = near.length === 0 ? 0 : random.uniform();
     // s + step * (neighbour - s), written as a convex combination so it cannot leave the segment.
-    recipes.first.push(s);
-    recipes.second.push(neighbour);
-    recipes.weight.push(1 - step);
+    addRecipe(recipes, s, neighbour, 1 - step);
   }
 }
 
@@ -193,7 +233,7 @@ async function addSmote(
 async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
   const { dim, rows } = data;
   const classes = data.labels.length;
-  const added = recipes.first.length;
+  const added = recipes.count;
   const x = new Float32Array((rows + added) * dim);
   await copyYielding(data.x, x);
   const y = new Float32Array((rows + added) * classes);
@@ -201,7 +241,7 @@ async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
 
   const slice = Math.max(1, Math.floor(BLEND_SLICE_VALUES / dim));
   for (let start = 0; start < added; start += slice) {
-    blendRows(data, recipes, [x, y], start, Math.min(added, start + slice));
+    blendRows(data, recipes, x, y, start, Math.min(added, start + slice));
     if (start + slice < added) await nextTurn();
   }
 
@@ -209,34 +249,38 @@ async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
   parts.set(data.parts);
   const synthetic = new Uint8Array(rows + added).fill(1);
   synthetic.set(data.synthetic);
-  return createDataSet({
-    ...data,
-    x,
-    y,
-    parts,
-    synthetic,
-    sources: [...data.sources, ...recipes.first.map((a) => data.sources[a])],
-  });
+  const sources = data.sources.slice();
+  for (const a of recipes.first) sources.push(data.sources[a]);
+  return createDataSet({ ...data, x, y, parts, synthetic, sources });
 }
 
-/** Writes new rows `start` .. `end` of the recipes after the data set's rows into `x` and `y`. */
+/**
+ * Writes new rows `start` .. `end` of the recipes after the data set's rows into `x` and `y`,
+ * which already hold the data set's rows at their start.
+ */
 function blendRows(
   data: DataSet,
   recipes: Recipes,
-  [x, y]: [Float32Array, Float32Array],
+  x: Float32Array,
+  y: Float32Array,
   start: number,
   end: number,
 ): void {
   const { dim, rows } = data;
   const classes = data.labels.length;
-  const source = data.x;
+  const { first, second, weight } = recipes;
   for (let i = start; i < end; i++) {
-    const a = recipes.first[i];
-    const b = recipes.second[i];
-    const w = recipes.weight[i];
-    const row = rows + i;
-    const [to, fromA, fromB] = [row * dim, a * dim, b * dim];
-    for (let d = 0; d < dim; d++) x[to + d] = w * source[fromA + d] + (1 - w) * source[fromB + d];
-    for (let c = 0; c < classes; c++) y[row * classes + c] = data.y[a * classes + c];
+    const a = first[i];
+    const b = second[i];
+    const w = weight[i];
+    const to = (rows + i) * dim;
+    y.copyWithin((rows + i) * classes, a * classes, (a + 1) * classes);
+    if (w === 1) {
+      x.copyWithin(to, a * dim, (a + 1) * dim);
+      continue;
+    }
+    const fromA = a * dim;
+    const fromB = b * dim;
+    for (let d = 0; d < dim; d++) x[to + d] = w * x[fromA + d] + (1 - w) * x[fromB + d];
   }
 }
