@@ -435,6 +435,17 @@ describe('nearestNeighbours on every path', () => {
     }
   });
 
+  it('should match the definition where rows are wide enough to pass over blocks', async () => {
+    // 700 rows on a grid of 3 x 3 x 3 points: rows of 700 scores hold 43 blocks of 16, and
+    // hundreds of rows tie at each distance.
+    const wide = new Random(32);
+    const values = Float32Array.from({ length: 700 * 3 }, () => Math.floor(wide.uniform() * 3));
+    const all = Array.from({ length: 700 }, (_, i) => i);
+    const some = all.filter((i) => i % 3 === 0);
+    const found = await nearestNeighbours(values, 3, all, some, 5);
+    expect(found.map((f) => Array.from(f))).to.deep.equal(bruteNearest(values, 3, all, some, 5));
+  });
+
   it('should match the definition with a worker thread taking chunks', async () => {
     const before = tf.memory().numTensors;
     const found = await nearestNeighbours(x, dim, rows, queries, 5, {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { availableParallelism } from 'os';
 import { setImmediate as nextTurn } from 'timers/promises';
-import { SimdKernels, addressOf, simdKernels } from '../train/simd-kernels';
+import { SimdKernels, addressOf, offerRowsScratch, simdKernels } from '../train/simd-kernels';
 import { Worker } from 'worker_threads';
 import { join } from 'path';
 
@@ -755,7 +755,7 @@ class BestScores {
   private counts: Int32Array;
   /** Row index of each matrix position. */
   private rowOf: Int32Array;
-  /** Room for `size` float32 values, for the SIMD loops. */
+  /** Room for the SIMD loops: a list of `size` and the maxima of blocks (offerRowsScratch). */
   private scratch: Float32Array;
 
   constructor(
@@ -767,7 +767,7 @@ class BestScores {
     this.positions = new Int32Array(queries * size);
     this.counts = new Int32Array(queries);
     this.rowOf = rowOf;
-    this.scratch = new Float32Array(size);
+    this.scratch = new Float32Array(offerRowsScratch(size, rowOf.length));
   }
 
   /** scores, positions, counts, rowOf and scratch, where they are now. */

@@ -206,19 +206,14 @@ async function addSmote(
   const seeds = new Int32Array(group.missing);
   for (let i = 0; i < seeds.length; i++) seeds[i] = rows[random.int(rows.length)];
 
-  // Each distinct seed is searched once, in the order of its first draw.
+  // Each distinct seed is searched once, in the order of its first draw; slot[s] - 1 is where.
   const distinct: number[] = [];
-  const slot = new Map<number, number>();
-  for (const s of seeds) {
-    if (!slot.has(s)) {
-      slot.set(s, distinct.length);
-      distinct.push(s);
-    }
-  }
+  const slot = new Int32Array(data.rows);
+  for (const s of seeds) if (slot[s] === 0) slot[s] = distinct.push(s);
   const found = await nearestNeighbours(data.x, data.dim, rows, distinct, k);
 
   for (const s of seeds) {
-    const near = found[slot.get(s)!];
+    const near = found[slot[s] - 1];
     const neighbour = near.length === 0 ? s : near[random.int(near.length)];
     const step = near.length === 0 ? 0 : random.uniform();
     // s + step * (neighbour - s), written as a convex combination so it cannot leave the segment.

@@ -223,7 +223,9 @@
   ;; takes the `size`-th largest of the row's maxima over blocks of 16 columns (kept sorted at
   ;; `scratch`, `size` floats): at least `size` scores reach it, so no score below it can be kept
   ;; and the second pass offers only those that reach it and the query's lowest kept score,
-  ;; passing over four columns at a time while none does.
+  ;; passing over a block of 16 whose maximum does not reach them (each block's four lane maxima
+  ;; are kept after the list, from the next 16-byte boundary) and over four columns at a time
+  ;; while none does.
   (func (export "offerRows")
     (param $products i32) (param $squares i32) (param $width i32) (param $count i32)
     (param $from i32) (param $first i32) (param $size i32)
@@ -232,8 +234,14 @@
     (local $i i32) (local $least f32) (local $j i32) (local $lane i32) (local $end4 i32) (local $row i32)
     (local $sq i32) (local $keptAt i32) (local $n i32) (local $floor f32) (local $score f32)
     (local $at i32)
-    (local $listScores i32) (local $listPositions i32)
+    (local $listScores i32) (local $listPositions i32) (local $blocks i32) (local $end16 i32)
     (local.set $end4 (i32.and (local.get $width) (i32.const -4)))
+    (local.set $end16 (i32.and (local.get $width) (i32.const -16)))
+    (local.set $blocks
+      (i32.and
+        (i32.add (local.get $scratch)
+          (i32.add (i32.shl (local.get $size) (i32.const 2)) (i32.const 15)))
+        (i32.const -16)))
     (local.set $sq (i32.add (local.get $squares) (i32.shl (local.get $from) (i32.const 2))))
     (block $rowsDone
       (loop $rows
@@ -255,7 +263,7 @@
         (local.set $n (i32.load (local.get $keptAt)))
         (local.set $least
           (call $blockFloor (local.get $row) (local.get $sq) (local.get $width) (local.get $size)
-            (local.get $scratch)))
+            (local.get $scratch) (local.get $blocks)))
         (local.set $floor
           (call $larger (local.get $least)
             (call $floorOf (local.get $listScores) (local.get $n) (local.get $size))))
@@ -263,6 +271,20 @@
         (block $quadsDone
           (loop $quads
             (br_if $quadsDone (i32.ge_u (local.get $j) (local.get $end4)))
+            ;; a whole block of 16 starts here: pass over it if no lane maximum reaches the floor
+            (if
+              (i32.and (i32.lt_u (local.get $j) (local.get $end16))
+                (i32.eqz (i32.and (local.get $j) (i32.const 15))))
+              (then
+                (if
+                  (i32.eqz
+                    (v128.any_true
+                      (f32x4.ge
+                        (v128.load align=4 (i32.add (local.get $blocks) (local.get $j)))
+                        (f32x4.splat (local.get $floor)))))
+                  (then
+                    (local.set $j (i32.add (local.get $j) (i32.const 16)))
+                    (br $quads)))))
             (if
               (v128.any_true
                 (f32x4.ge
@@ -321,10 +343,11 @@
 
   ;; The `size`-th largest of the maxima of row[j] - sq[j] over whole blocks of 16 columns, kept in
   ;; a list sorted largest first at `list`; -infinity when there are fewer than `size` blocks. A
-  ;; block none of whose values beats the last entry of a full list is passed over whole.
+  ;; block none of whose values beats the last entry of a full list is passed over whole. The
+  ;; four lane maxima of the block at column b are stored at blocks + b (16 bytes a block).
   (func $blockFloor
     (param $row i32) (param $sq i32) (param $width i32) (param $size i32) (param $list i32)
-    (result f32)
+    (param $blocks i32) (result f32)
     (local $b i32) (local $end i32) (local $n i32) (local $k i32) (local $at i32)
     (local $m v128) (local $top f32) (local $last f32) (local $lane f32)
     (local.set $end (i32.and (local.get $width) (i32.const -16)))
@@ -350,6 +373,7 @@
               (f32x4.sub
                 (v128.load offset=48 align=4 (i32.add (local.get $row) (local.get $at)))
                 (v128.load offset=48 align=4 (i32.add (local.get $sq) (local.get $at)))))))
+        (v128.store align=4 (i32.add (local.get $blocks) (local.get $b)) (local.get $m))
         (if
           (i32.or (i32.lt_u (local.get $n) (local.get $size))
             (v128.any_true (f32x4.gt (local.get $m) (f32x4.splat (local.get $last)))))
