@@ -1,7 +1,7 @@
 import { zipSync } from 'fflate';
 
 /** One `.npy` file: a little-endian float32 matrix or a fixed-width unicode vector. */
-function npy(descr: string, shape: number[], body: Uint8Array): Uint8Array {
+export function npy(descr: string, shape: number[], body: Uint8Array): Uint8Array {
   const tuple = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${tuple}, }`;
   const unpadded = 10 + dict.length + 1;
@@ -14,11 +14,11 @@ function npy(descr: string, shape: number[], body: Uint8Array): Uint8Array {
   return out;
 }
 
-function floats(values: Float32Array): Uint8Array {
+export function floats(values: Float32Array): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 }
 
-function unicode(strings: readonly string[]): { descr: string; body: Uint8Array } {
+export function unicode(strings: readonly string[]): { descr: string; body: Uint8Array } {
   const width = Math.max(...strings.map((s) => s.length));
   const body = new Uint32Array(strings.length * width);
   strings.forEach((s, i) => [...s].forEach((ch, j) => (body[i * width + j] = ch.codePointAt(0)!)));

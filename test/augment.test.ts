@@ -560,6 +560,33 @@ describe('copies that let the event loop turn', () => {
     expect(Array.from(yielding.y)).to.deep.equal(Array.from(plain.y));
   });
 
+  it('should blend as mixup does when its blends span several slices', async () => {
+    // 12,000 labelled rows of 1024: 3000 blends, handed out 2048 rows (2 Mi values) a slice.
+    const [rows, dim] = [12000, 1024];
+    const random = new Random(21);
+    const data = createDataSet({
+      x: Float32Array.from({ length: rows * dim }, () => random.uniform()),
+      y: Float32Array.from({ length: rows * 2 }, (_, i) => ((i >> 1) % 2 === i % 2 ? 1 : 0)),
+      dim,
+      labels: ['A', 'B'],
+    });
+    const plain = mixup(data, { random: new Random(9) });
+    const yielding = await mixupYielding(data, { random: new Random(9) });
+    // A blend with lambda within float32 rounding of 1 leaves its row as it was.
+    let changed = 0;
+    for (let r = 0; r < rows; r++) {
+      for (let d = r * dim; d < (r + 1) * dim; d++) {
+        if (yielding.x[d] !== data.x[d]) {
+          changed++;
+          break;
+        }
+      }
+    }
+    expect(changed, 'rows blended in both slices').to.be.within(2049, 3000);
+    expect(Buffer.from(yielding.x.buffer).equals(Buffer.from(plain.x.buffer))).to.equal(true);
+    expect(Buffer.from(yielding.y.buffer).equals(Buffer.from(plain.y.buffer))).to.equal(true);
+  });
+
   it('should let the event loop turn while upsampling appends thousands of wide rows', async () => {
     // A: 3000 rows, B: 100 rows of 1024 values; ratio 1 makes 2900 copies of B rows. Blending
     // hands the loop back every 2 Mi values, that is every 2048 rows of 1024.

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { unzipSync } from 'fflate';
+import { Unzip, unzipSync, Zip, ZipPassThrough } from 'fflate';
+import { floats, npy, trainingCacheBytes, unicode } from '../bench/npz-writer';
 import { readTrainingCache, TrainingCache } from '../src/dataset/npz';
 import { PickleRefusedError, unpickleStringArray } from '../src/dataset/pickle';
 
@@ -179,6 +180,90 @@ describe('readTrainingCache', () => {
 
     expect(err.message).to.include(flipped);
     expect(err.message).to.match(/x_train fails its CRC-32 check/);
+  });
+
+  it('should unzip a large cache a slice at a time, the event loop turning in between', async () => {
+    // 10,000 x 1024 float32: 41 MB stored, five slices of 8 MiB.
+    const [rows, dim] = [10000, 1024];
+    const x = Float32Array.from({ length: rows * dim }, (_, i) => (i % 4099) - 2049);
+    const y = Float32Array.from({ length: rows * 2 }, (_, i) => ((i >> 1) % 2 === i % 2 ? 1 : 0));
+    const path = join(scratch, 'large.npz');
+    writeFileSync(path, trainingCacheBytes(x, y, dim, ['a', 'b']));
+    // Turns of the event loop so far, counted by a callback that queues itself again.
+    let turns = 0;
+    let counting = true;
+    const tick = () => {
+      turns++;
+      if (counting) setImmediate(tick);
+    };
+    setImmediate(tick);
+    // The turn at each slice handed to the unzipper (fflate's push also calls itself).
+    const seen: number[] = [];
+    const push = Unzip.prototype.push;
+    let depth = 0;
+    Unzip.prototype.push = function (this: Unzip, ...args: Parameters<Unzip['push']>) {
+      if (depth++ === 0) seen.push(turns);
+      try {
+        return push.apply(this, args);
+      } finally {
+        depth--;
+      }
+    };
+    try {
+      const cache = await readTrainingCache(path);
+      expect(cache.xTrain).to.deep.equal(x);
+      expect(cache.yTrain).to.deep.equal(y);
+    } finally {
+      Unzip.prototype.push = push;
+      counting = false;
+    }
+    expect(seen.length).to.equal(5);
+    for (let i = 1; i < seen.length; i++) expect(seen[i], `push ${i}`).to.be.above(seen[i - 1]);
+  });
+
+  it('should read a cache zipped as a stream, whose sizes follow each member', async () => {
+    const x = Float32Array.of(1, 2, 3, 4, 5, 6);
+    const y = Float32Array.of(1, 0, 0, 1, 1, 0);
+    const names = unicode(['frog', 'toad']);
+    const members: [string, Uint8Array][] = [
+      ['x_train.npy', npy('<f4', [3, 2], floats(x))],
+      ['y_train.npy', npy('<f4', [3, 2], floats(y))],
+      ['labels.npy', npy(names.descr, [2], names.body)],
+    ];
+    const parts: Uint8Array[] = [];
+    const zip = new Zip((err, data) => {
+      if (err) throw err;
+      parts.push(data);
+    });
+    for (const [name, bytes] of members) {
+      const file = new ZipPassThrough(name);
+      zip.add(file);
+      // Two pushes, so that no size is known when the member's header is written.
+      file.push(bytes.subarray(0, 40));
+      file.push(bytes.subarray(40), true);
+    }
+    zip.end();
+    const path = join(scratch, 'streamed.npz');
+    writeFileSync(path, Buffer.concat(parts));
+
+    const cache = await readTrainingCache(path);
+    expect(cache.labels).to.deep.equal(['frog', 'toad']);
+    expect(cache.xTrain).to.deep.equal(x);
+    expect(cache.yTrain).to.deep.equal(y);
+  });
+
+  it('should refuse a member shorter than the size its header records', async () => {
+    const bytes = Buffer.from(readFileSync(fixture('cache-2x.npz')));
+    const header = bytes.indexOf(Buffer.from('x_train.npy')) - 30;
+    expect(bytes.readUInt32LE(header)).to.equal(0x04034b50);
+    bytes.writeUInt32LE(bytes.readUInt32LE(header + 22) + 4, header + 22);
+    const longer = join(scratch, 'longer.npz');
+    writeFileSync(longer, bytes);
+
+    const err = await refusal(longer);
+
+    expect(err.message).to.include(longer);
+    expect(err.message).to.match(/x_train\.npy ends before its recorded size/);
   });
 
   it('should name each field that is missing or disagrees', async () => {

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'timers/promises';
 import { copyYielding, createDataSet, DataSet, Part, rowsOf } from '../dataset/dataset';
 import { Random } from '../random';
 
@@ -32,16 +33,32 @@ export interface MixupOptions {
  */
 export function mixup(data: DataSet, options: MixupOptions): DataSet {
   checkMixup(data);
-  return mixupInto(data, new Float32Array(data.x), options);
+  const x = new Float32Array(data.x);
+  const y = new Float32Array(data.y);
+  const blends = drawBlends(data, options);
+  blendRows(data, [x, y], blends, 0, blends.self.length);
+  return mixed(data, x, y);
 }
 
+/** Values of features blended between two turns of the event loop: a few ms of work. */
+const BLEND_SLICE_VALUES = 2 * 1024 * 1024;
+
 /**
- * {@link mixup}, copying the features first a slice at a time with the event loop handed back
- * between slices, as a data set of hundreds of megabytes takes a while to copy.
+ * {@link mixup}, copying the features and blending rows a slice at a time with the event loop
+ * handed back between slices, as a data set of hundreds of megabytes takes a while to copy.
  */
 export async function mixupYielding(data: DataSet, options: MixupOptions): Promise<DataSet> {
   checkMixup(data);
-  return mixupInto(data, await copyYielding(data.x), options);
+  const x = await copyYielding(data.x);
+  const y = new Float32Array(data.y);
+  const blends = drawBlends(data, options);
+  const count = blends.self.length;
+  const slice = Math.max(1, Math.floor(BLEND_SLICE_VALUES / data.dim));
+  for (let start = 0; start < count; start += slice) {
+    await nextTurn();
+    blendRows(data, [x, y], blends, start, Math.min(count, start + slice));
+  }
+  return mixed(data, x, y);
 }
 
 function checkMixup(data: DataSet): void {
@@ -52,29 +69,51 @@ function checkMixup(data: DataSet): void {
   }
 }
 
-/** Mixup with `x`, a copy of the data set's features, blended in place. */
-function mixupInto(data: DataSet, x: Float32Array, options: MixupOptions): DataSet {
-  const { dim } = data;
-  const classes = data.labels.length;
-  const y = new Float32Array(data.y);
+/** Row i of the data set becomes lambda[i] * row self[i] + (1 - lambda[i]) * row other[i]. */
+interface Blends {
+  self: Int32Array;
+  other: Int32Array;
+  lambda: Float64Array;
+}
 
+function drawBlends(data: DataSet, options: MixupOptions): Blends {
   const pool = candidates(data);
   const count = Math.trunc(MIXUP_SHARE * pool.length);
   const lambdas = options.random.beta(MIXUP_ALPHA, MIXUP_ALPHA);
-
+  const blends = {
+    self: new Int32Array(count),
+    other: new Int32Array(count),
+    lambda: new Float64Array(count),
+  };
   for (let i = 0; i < count; i++) {
     const at = options.random.int(pool.length);
-    const self = pool[at];
     const skip = options.random.int(pool.length - 1);
-    const other = pool[skip < at ? skip : skip + 1];
-    const lambda = lambdas();
-    blend(x, data.x, dim, self, other, lambda);
-    blend(y, data.y, classes, self, other, lambda);
+    blends.self[i] = pool[at];
+    blends.other[i] = pool[skip < at ? skip : skip + 1];
+    blends.lambda[i] = lambdas();
     // Swap-remove: a mixed row may be neither mixed again nor used as a partner.
     pool[at] = pool[pool.length - 1];
     pool.pop();
   }
+  return blends;
+}
 
+/** Blends `start` .. `end` into `x` and `y`, which hold copies of the data set's rows. */
+function blendRows(
+  data: DataSet,
+  [x, y]: [Float32Array, Float32Array],
+  { self, other, lambda }: Blends,
+  start: number,
+  end: number,
+): void {
+  const classes = data.labels.length;
+  for (let i = start; i < end; i++) {
+    blend(x, data.x, data.dim, self[i], other[i], lambda[i]);
+    blend(y, data.y, classes, self[i], other[i], lambda[i]);
+  }
+}
+
+function mixed(data: DataSet, x: Float32Array, y: Float32Array): DataSet {
   return createDataSet({
     ...data,
     x,
@@ -92,9 +131,10 @@ export function mixupCount(data: DataSet): number {
 /** Training rows with at least one label equal to 1, in order. */
 function candidates(data: DataSet): number[] {
   const classes = data.labels.length;
-  return rowsOf(data, Part.train).filter((r) =>
-    data.y.subarray(r * classes, (r + 1) * classes).some((v) => v === 1),
-  );
+  return rowsOf(data, Part.train).filter((r) => {
+    for (let c = r * classes; c < (r + 1) * classes; c++) if (data.y[c] === 1) return true;
+    return false;
+  });
 }
 
 /** Writes lambda * from[self] + (1 - lambda) * from[other] into row `self` of `into`. */

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { endianness } from 'node:os';
 import * as zlib from 'node:zlib';
-import { unzipSync } from 'fflate';
+import { Unzip, UnzipInflate } from 'fflate';
 import { decodeUtf32le, PickleRefusedError, unpickleStringArray } from './pickle';
 
 /**
@@ -69,7 +69,7 @@ const NUMERIC_SIZES: Readonly<Record<string, readonly number[]>> = {
  * @throws Error naming the file and the array at fault, and what was expected
  */
 export async function readTrainingCache(path: string): Promise<TrainingCache> {
-  const arrays = readArchive(await readFile(path), path);
+  const arrays = await readArchive(await readFile(path), path);
   const fail = (message: string): Error => new Error(`training cache ${path}: ${message}`);
   const required = (field: Field, what: string): NpyArray => {
     const array = arrays.get(field);
@@ -120,45 +120,130 @@ async function readTestSet(
 
 type Fail = (message: string) => Error;
 
-/** Unzips the `.npy` members this reader needs (stored or deflated) and parses their headers. */
-function readArchive(bytes: Uint8Array, path: string): Map<Field, NpyArray> {
-  const wanted = new Set<string>(FIELDS.map((field) => `${field}.npy`));
-  let members: Record<string, Uint8Array>;
-  let checksums: Map<string, number>;
+/** Bytes of the archive unzipped between two turns of the event loop: a few ms of work. */
+const UNZIP_SLICE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Unzips the `.npy` members this reader needs (stored or deflated), checks each against the CRC-32
+ * that the zip's central directory records, and parses their headers. The archive goes through
+ * fflate's streaming reader a slice at a time, with the event loop handed back between slices,
+ * so that a cache of hundreds of megabytes does not hold up the rest of Node-RED.
+ */
+async function readArchive(bytes: Uint8Array, path: string): Promise<Map<Field, NpyArray>> {
+  const unreadable = (reason: string): Error =>
+    new Error(`training cache ${path}: not a readable .npz (zip) archive: ${reason}`);
+  // fflate does not check CRC-32, and a flipped byte in a stored member reads as a plausible
+  // embedding value; numpy would refuse such a file, so do the same.
+  let checksums: Map<string, number> | undefined;
   try {
-    members = unzipSync(bytes, { filter: (file) => wanted.has(file.name) });
-    // fflate does not check CRC-32, and a flipped byte in a stored member reads as a plausible
-    // embedding value; numpy would refuse such a file, so do the same.
     checksums = centralDirectoryChecksums(bytes);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new Error(`training cache ${path}: not a readable .npz (zip) archive: ${reason}`);
+    // A zip64 record that points outside the file.
+    throw unreadable(`its central directory is damaged (${(err as Error).message})`);
+  }
+  if (checksums === undefined) {
+    throw unreadable('it has no end of central directory record (is it cut short?)');
+  }
+
+  const wanted = new Set<string>(FIELDS.map((field) => `${field}.npy`));
+  const members = new Map<string, Member>();
+  let failure: unknown;
+  const unzip = new Unzip((file) => {
+    if (!wanted.has(file.name) || members.has(file.name)) return;
+    const member = new Member(file.originalSize);
+    members.set(file.name, member);
+    file.ondata = (err, data, final) => {
+      if (err !== null) failure ??= err;
+      else member.add(data, final);
+    };
+    file.start();
+  });
+  unzip.register(UnzipInflate);
+  try {
+    for (let start = 0; start < bytes.length; start += UNZIP_SLICE_BYTES) {
+      const end = Math.min(bytes.length, start + UNZIP_SLICE_BYTES);
+      unzip.push(bytes.subarray(start, end), end === bytes.length);
+      if (failure !== undefined) throw failure;
+      if (end < bytes.length) await nextTurn();
+    }
+  } catch (err) {
+    throw unreadable(err instanceof Error ? err.message : String(err));
   }
 
   const arrays = new Map<Field, NpyArray>();
   for (const field of FIELDS) {
-    const member = members[`${field}.npy`];
+    const member = members.get(`${field}.npy`);
     if (member === undefined) continue;
-    if (crc32(member) !== checksums.get(`${field}.npy`)) {
+    const contents = member.contents();
+    if (contents === undefined) throw unreadable(`${field}.npy ends before its recorded size`);
+    if (member.crc !== checksums.get(`${field}.npy`)) {
       throw new Error(
         `training cache ${path}: ${field} fails its CRC-32 check; the archive is corrupt`,
       );
     }
-    arrays.set(field, parseNpy(member, field, path));
+    arrays.set(field, parseNpy(contents, field, path));
   }
   return arrays;
 }
 
 /**
- * The CRC-32 the zip's central directory records for each member, by name. Only called on an
- * archive fflate has already read, so the directory is known to be where its end record says.
+ * One member's bytes as they are unzipped, in a buffer of its own (so that the payload of a
+ * `.npy` is aligned as numpy wrote it), and their running CRC-32.
  */
-function centralDirectoryChecksums(bytes: Uint8Array): Map<string, number> {
+class Member {
+  crc = 0;
+  private readonly chunks: Uint8Array[] = [];
+  private readonly buffer: Uint8Array | undefined;
+  private length = 0;
+  private complete = false;
+
+  /** `size` is the unzipped size where the archive's local header records it. */
+  constructor(size: number | undefined) {
+    if (size !== undefined) this.buffer = new Uint8Array(size);
+  }
+
+  add(data: Uint8Array, final: boolean): void {
+    this.crc = crc32(data, this.crc);
+    if (this.buffer === undefined || this.length + data.length > this.buffer.length) {
+      // No size recorded (an archive written as a stream), or more bytes than it said.
+      this.chunks.push(data.slice());
+    } else {
+      this.buffer.set(data, this.length);
+    }
+    this.length += data.length;
+    if (final) this.complete = true;
+  }
+
+  /** The member's bytes; undefined if it ended early or held more than its recorded size. */
+  contents(): Uint8Array | undefined {
+    if (!this.complete) return undefined;
+    if (this.buffer !== undefined) {
+      return this.length === this.buffer.length ? this.buffer : undefined;
+    }
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+}
+
+/**
+ * The CRC-32 the zip's central directory records for each member, by name; undefined when the
+ * archive has no end of central directory record.
+ */
+function centralDirectoryChecksums(bytes: Uint8Array): Map<string, number> | undefined {
+  if (bytes.length < 22) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // The record ends the file, after a comment of at most 65535 bytes.
+  const first = Math.max(0, bytes.length - 22 - 0xffff);
   let end = bytes.length - 22;
-  while (end >= 0 && view.getUint32(end, true) !== 0x06054b50) end--;
-  let entries = end >= 0 ? view.getUint16(end + 10, true) : 0;
-  let offset = end >= 0 ? view.getUint32(end + 16, true) : 0;
+  while (end >= first && view.getUint32(end, true) !== 0x06054b50) end--;
+  if (end < first) return undefined;
+  let entries = view.getUint16(end + 10, true);
+  let offset = view.getUint32(end + 16, true);
   if ((offset === 0xffffffff || entries === 0xffff) && end >= 20) {
     const zip64End = Number(view.getBigUint64(end - 12, true));
     entries = Number(view.getBigUint64(zip64End + 32, true));
@@ -180,9 +265,12 @@ function centralDirectoryChecksums(bytes: Uint8Array): Map<string, number> {
 
 let crcTable: Uint32Array | undefined;
 
-/** CRC-32 as zip stores it; Node's native one when it has it (20.15 and later). */
-function crc32(bytes: Uint8Array): number {
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(bytes);
+/**
+ * CRC-32 as zip stores it, continuing from the CRC-32 of the bytes before (`value`); Node's native
+ * one when it has it (20.15 and later).
+ */
+function crc32(bytes: Uint8Array, value = 0): number {
+  if (typeof zlib.crc32 === 'function') return zlib.crc32(bytes, value);
   if (crcTable === undefined) {
     crcTable = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
@@ -191,7 +279,7 @@ function crc32(bytes: Uint8Array): number {
       crcTable[n] = c >>> 0;
     }
   }
-  let crc = 0xffffffff;
+  let crc = (value ^ 0xffffffff) >>> 0;
   for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }
@@ -301,7 +389,7 @@ async function matrix(array: NpyArray, fail: Fail): Promise<Matrix> {
     throw fail(`${array.field} has shape (${array.shape.join(', ')}); expected [rows, columns]`);
   }
   const [rows, cols] = array.shape;
-  const values = toFloat32(array, fail);
+  const values = await toFloat32(array, fail);
   const bad = await findIndexYielding(values, (v) => !Number.isFinite(v));
   if (bad >= 0) {
     throw fail(
@@ -369,26 +457,31 @@ async function findIndexYielding(
 /**
  * The values as float32: little-endian float32 read in place where the payload is aligned (numpy
  * pads its headers so that it is, and the archive reader gives each member a buffer of its own),
- * otherwise converted into a new array.
+ * otherwise converted into a new array a slice at a time, handing the event loop back between
+ * slices.
  */
-function toFloat32(array: NpyArray, fail: Fail): Float32Array {
+async function toFloat32(array: NpyArray, fail: Fail): Promise<Float32Array> {
   const { kind, size, count, data } = array;
   if (kind === 'f' && size === 4 && littleEndianHost && data.byteOffset % 4 === 0) {
     return new Float32Array(data.buffer, data.byteOffset, count);
   }
   const out = new Float32Array(count);
-  if (kind === 'f' && size === 4 && littleEndianHost) {
-    // A byte copy also aligns the payload.
-    new Uint8Array(out.buffer).set(data.subarray(0, count * 4));
-    return out;
-  }
-
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const read = reader(view, kind, size);
   if (read === undefined) {
     throw fail(`${array.field} has dtype ${array.descr}; expected numbers`);
   }
-  for (let i = 0; i < count; i++) out[i] = read(i * size);
+  const bytes = new Uint8Array(out.buffer);
+  for (let start = 0; start < count; start += CHECK_SLICE) {
+    const end = Math.min(count, start + CHECK_SLICE);
+    if (kind === 'f' && size === 4 && littleEndianHost) {
+      // A byte copy also aligns the payload.
+      bytes.set(data.subarray(start * 4, end * 4), start * 4);
+    } else {
+      for (let i = start; i < end; i++) out[i] = read(i * size);
+    }
+    if (end < count) await nextTurn();
+  }
   return out;
 }
 

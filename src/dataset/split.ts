@@ -32,8 +32,9 @@ export function splitParts(
   }
   const out = Uint8Array.from(parts);
   const groups = new Map<string, number[][]>();
+  const scratch = Buffer.alloc(classes);
   for (const unit of unitsOf(sources, parts)) {
-    const key = unitKey(y, classes, unit);
+    const key = unitKey(y, classes, unit, scratch);
     if (key === undefined) continue;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key)!.push(unit);
@@ -71,11 +72,20 @@ function unitsOf(sources: readonly (Source | undefined)[], parts: Uint8Array): n
   return units;
 }
 
-/** The label combination of a unit, or undefined when it holds a negative and must train. */
-function unitKey(y: Float32Array, classes: number, unit: readonly number[]): string | undefined {
+/**
+ * The label combination of a unit, one '0' or '1' per class of its first row, or undefined when
+ * the unit holds a negative and must train. `scratch` has room for one byte per class.
+ */
+function unitKey(
+  y: Float32Array,
+  classes: number,
+  unit: readonly number[],
+  scratch: Buffer,
+): string | undefined {
   for (const r of unit) {
     for (let c = 0; c < classes; c++) if (y[r * classes + c] < 0) return undefined;
   }
   const first = unit[0] * classes;
-  return Array.from(y.subarray(first, first + classes), (v) => (v > 0 ? 1 : 0)).join('');
+  for (let c = 0; c < classes; c++) scratch[c] = y[first + c] > 0 ? 0x31 : 0x30;
+  return scratch.toString('latin1', 0, classes);
 }
