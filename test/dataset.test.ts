@@ -760,6 +760,19 @@ describe('dataset', () => {
       expect(err.message).to.include('has "extra" besides');
     });
 
+    it("should name the separator of a label that joins a model's classes", async () => {
+      write(dir, { 'scored.csv': 'label,f1\nA,1\nA;B,2\n', 'odd.csv': 'label,f1\nA;Z,1\n' });
+      const options = { labelColumn: 'label', classes: ['A', 'B'], validationSplit: 0 };
+
+      const joined = await refusal(loadDataSet(join(dir, 'scored.csv'), options));
+      expect(joined.message).to.include('label "A;B" is not a training class of the model (A, B)');
+      expect(joined.message).to.include('set the label separator to ";"');
+      // Z is no class at all: no separator would help.
+      const unknown = await refusal(loadDataSet(join(dir, 'odd.csv'), options));
+      expect(unknown.message).to.include('label "A;Z" is not a training class');
+      expect(unknown.message).not.to.include('separator');
+    });
+
     it('should refuse a test label that training does not know', async () => {
       write(dir, { 'train.csv': train, 'test.csv': 'label,f1\nA,101\nZ,102\n' });
 

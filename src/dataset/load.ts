@@ -277,13 +277,29 @@ function checkFormat(path: string, format: string, isFolder: boolean): void {
   );
 }
 
+/** Separators a table's label column may join several classes with. */
+const LABEL_SEPARATORS = [',', ';', '|', '+', ' '];
+
+/** A hint for a label that reads as training classes joined by another separator, or ''. */
+function separatorHint(label: string, index: ReadonlyMap<string, number>): string {
+  for (const separator of LABEL_SEPARATORS) {
+    const parts = label.split(separator).map((part) => part.trim());
+    if (parts.length > 1 && parts.every((part) => index.has(part))) {
+      const hint = `set the label separator to "${separator}"`;
+      return `; it reads as classes joined by "${separator}": ${hint}`;
+    }
+  }
+  return '';
+}
+
 function encode(raw: RawRows, path: string, source: string, classes?: readonly string[]): Encoded {
   const labels = classes === undefined ? classList(raw.labels, path) : [...classes];
   const index = new Map(labels.map((l, i) => [l, i]));
   for (const label of raw.labels.flatMap((p) => [...p.positives, ...p.negatives])) {
     if (!index.has(label)) {
       throw new Error(
-        `${path}: label "${label}" is not a training class of the model (${labels.join(', ')})`,
+        `${path}: label "${label}" is not a training class of the model (${labels.join(', ')})` +
+          separatorHint(label, index),
       );
     }
   }
