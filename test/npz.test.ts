@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Unzip, unzipSync, Zip, ZipPassThrough } from 'fflate';
+import { Unzip, unzipSync, Zip, ZipPassThrough, zipSync } from 'fflate';
 import { floats, npy, trainingCacheBytes, unicode } from '../bench/npz-writer';
 import { readTrainingCache, TrainingCache } from '../src/dataset/npz';
 import { PickleRefusedError, unpickleStringArray } from '../src/dataset/pickle';
@@ -62,6 +62,12 @@ function expectMatches(cache: TrainingCache, want: Expected): void {
     expect(Array.from(cache.xTest ?? [])).to.deep.equal(float32(want.xTest));
     expect(Array.from(cache.yTest ?? [])).to.deep.equal(float32(want.yTest));
   }
+}
+
+/** The unzipped size the central directory of the archive at `path` records for `member`. */
+function readUInt32(path: string, member: string): number {
+  const bytes = readFileSync(path);
+  return bytes.readUInt32LE(bytes.lastIndexOf(Buffer.from(member)) - 46 + 24);
 }
 
 describe('readTrainingCache', () => {
@@ -179,11 +185,11 @@ describe('readTrainingCache', () => {
     const err = await refusal(flipped);
 
     expect(err.message).to.include(flipped);
-    expect(err.message).to.match(/x_train fails its CRC-32 check/);
+    expect(err.message).to.match(/x_train\.npy fails its CRC-32 check/);
   });
 
-  it('should unzip a large cache a slice at a time, the event loop turning in between', async () => {
-    // 10,000 x 1024 float32: 41 MB stored, five slices of 8 MiB.
+  it('should unzip a large cache a few megabytes at a time, the loop turning between', async () => {
+    // 10,000 x 1024 float32: 41 MB stored, so at least five turns of 8 MiB.
     const [rows, dim] = [10000, 1024];
     const x = Float32Array.from({ length: rows * dim }, (_, i) => (i % 4099) - 2049);
     const y = Float32Array.from({ length: rows * 2 }, (_, i) => ((i >> 1) % 2 === i % 2 ? 1 : 0));
@@ -197,12 +203,12 @@ describe('readTrainingCache', () => {
       if (counting) setImmediate(tick);
     };
     setImmediate(tick);
-    // The turn at each slice handed to the unzipper (fflate's push also calls itself).
-    const seen: number[] = [];
+    // Bytes handed to the unzipper in each turn of the loop (fflate's push also calls itself).
+    const perTurn = new Map<number, number>();
     const push = Unzip.prototype.push;
     let depth = 0;
     Unzip.prototype.push = function (this: Unzip, ...args: Parameters<Unzip['push']>) {
-      if (depth++ === 0) seen.push(turns);
+      if (depth++ === 0) perTurn.set(turns, (perTurn.get(turns) ?? 0) + args[0].length);
       try {
         return push.apply(this, args);
       } finally {
@@ -217,8 +223,9 @@ describe('readTrainingCache', () => {
       Unzip.prototype.push = push;
       counting = false;
     }
-    expect(seen.length).to.equal(5);
-    for (let i = 1; i < seen.length; i++) expect(seen[i], `push ${i}`).to.be.above(seen[i - 1]);
+    expect(perTurn.size).to.be.at.least(5);
+    // Stored members: what goes in comes out. 8 MiB a turn, and the piece that reached it.
+    expect(Math.max(...perTurn.values())).to.be.at.most(8 * 2 ** 20 + 64 * 2 ** 10);
   });
 
   it('should read a cache zipped as a stream, whose sizes follow each member', async () => {
@@ -252,18 +259,104 @@ describe('readTrainingCache', () => {
     expect(cache.yTrain).to.deep.equal(y);
   });
 
-  it('should refuse a member shorter than the size its header records', async () => {
-    const bytes = Buffer.from(readFileSync(fixture('cache-2x.npz')));
-    const header = bytes.indexOf(Buffer.from('x_train.npy')) - 30;
-    expect(bytes.readUInt32LE(header)).to.equal(0x04034b50);
-    bytes.writeUInt32LE(bytes.readUInt32LE(header + 22) + 4, header + 22);
-    const longer = join(scratch, 'longer.npz');
-    writeFileSync(longer, bytes);
+  describe('with a damaged or unusual archive', () => {
+    /** cache-2x.npz (np.savez: stored members) with `change` applied to a copy of its bytes. */
+    function damaged(name: string, change: (bytes: Buffer) => void): string {
+      const bytes = Buffer.from(readFileSync(fixture('cache-2x.npz')));
+      change(bytes);
+      const path = join(scratch, name);
+      writeFileSync(path, bytes);
+      return path;
+    }
+    /** Where a member's local header starts. */
+    const local = (bytes: Buffer, member: string) => bytes.indexOf(Buffer.from(member)) - 30;
 
-    const err = await refusal(longer);
+    it('should refuse a member cut short or running past its recorded size', async () => {
+      // A stored member's local header says how many bytes it spans.
+      const shorter = damaged('cut.npz', (bytes) => {
+        const header = local(bytes, 'x_train.npy');
+        expect(bytes.readUInt32LE(header)).to.equal(0x04034b50);
+        bytes.writeUInt32LE(bytes.readUInt32LE(header + 18) - 4, header + 18);
+      });
+      const longer = damaged('past.npz', (bytes) => {
+        const header = local(bytes, 'x_train.npy');
+        bytes.writeUInt32LE(bytes.readUInt32LE(header + 18) + 4, header + 18);
+      });
+      const size = readUInt32(fixture('cache-2x.npz'), 'x_train.npy');
+      expect((await refusal(shorter)).message).to.include(
+        `x_train.npy ends after ${size - 4} of the ${size} bytes`,
+      );
+      expect((await refusal(longer)).message).to.include(
+        `x_train.npy holds more than the ${size} bytes its central directory entry records`,
+      );
+    });
 
-    expect(err.message).to.include(longer);
-    expect(err.message).to.match(/x_train\.npy ends before its recorded size/);
+    it('should refuse a member whose data cannot be found where its directory lists it', async () => {
+      // One bit in x_test.npy's local extra-field length hides the member from the reader.
+      const path = damaged('hidden.npz', (bytes) => {
+        const header = local(bytes, 'x_test.npy');
+        bytes.writeUInt16LE(bytes.readUInt16LE(header + 28) + 32768, header + 28);
+      });
+      const err = await refusal(path);
+      expect(err.message).to.include(path);
+      expect(err.message).to.include('x_test.npy');
+    });
+
+    it('should refuse a compression method other than stored or deflated', async () => {
+      const path = damaged('bzip2.npz', (bytes) => {
+        const header = local(bytes, 'x_train.npy');
+        bytes.writeUInt16LE(12, header + 8);
+      });
+      const err = await refusal(path);
+      expect(err.message).to.include('x_train.npy is compressed with method 12');
+    });
+
+    it('should refuse, before unzipping it, a small array followed by megabytes of zeros', async () => {
+      // 10 MiB of zeros deflate to about 10 KiB; the directory records them, the header not.
+      const array = npy('<f4', [2, 2], floats(Float32Array.of(1, 2, 3, 4)));
+      const padded = new Uint8Array(array.length + 10 * 2 ** 20);
+      padded.set(array);
+      const names = unicode(['a', 'b']);
+      const path = join(scratch, 'padded.npz');
+      writeFileSync(
+        path,
+        zipSync({
+          'x_train.npy': [padded, { level: 9 }],
+          'y_train.npy': npy('<f4', [2, 2], floats(Float32Array.of(1, 0, 0, 1))),
+          'labels.npy': npy(names.descr, [2], names.body),
+        }),
+      );
+      const err = await refusal(path);
+      expect(err.message).to.include(`x_train holds ${10 * 2 ** 20} bytes after its array`);
+    });
+
+    it('should name the path of a folder or a missing file', async () => {
+      for (const path of [scratch, join(scratch, 'absent.npz')]) {
+        const err = await refusal(path);
+        expect(err.message).to.include(`training cache ${path}: cannot read it`);
+      }
+    });
+  });
+
+  it('should read class names stored as bytes and name a float64 beyond float32', async () => {
+    const names = ['frog', 'grenouille'];
+    const bytes = new Uint8Array(2 * 10);
+    names.forEach((name, i) => bytes.set(Buffer.from(name), i * 10));
+    const big = new Float64Array([1, 2, 3, 1e300]);
+    const archive = (x: Uint8Array, descr: string) =>
+      zipSync({
+        'x_train.npy': npy(descr, [2, 2], x),
+        'y_train.npy': npy('<f4', [2, 2], floats(Float32Array.of(1, 0, 0, 1))),
+        'labels.npy': npy('|S10', [2], bytes),
+      });
+    const path = join(scratch, 'bytes.npz');
+    writeFileSync(path, archive(floats(Float32Array.of(1, 2, 3, 4)), '<f4'));
+    expect((await readTrainingCache(path)).labels).to.deep.equal(names);
+
+    writeFileSync(path, archive(new Uint8Array(big.buffer), '<f8'));
+    const err = await refusal(path);
+    expect(err.message).to.include('x_train holds 1e+300 at row 1, column 1');
+    expect(err.message).to.include("within float32's range");
   });
 
   it('should name each field that is missing or disagrees', async () => {

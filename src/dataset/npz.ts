@@ -1,9 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { endianness } from 'node:os';
-import * as zlib from 'node:zlib';
-import { Unzip, UnzipInflate } from 'fflate';
 import { decodeUtf32le, PickleRefusedError, unpickleStringArray } from './pickle';
+import { ArchiveError, HEAD_BYTES, readMembers } from './zip';
 
 /**
  * The arrays of a BirdNET-Analyzer training cache, as float32 and row-major.
@@ -69,7 +67,7 @@ const NUMERIC_SIZES: Readonly<Record<string, readonly number[]>> = {
  * @throws Error naming the file and the array at fault, and what was expected
  */
 export async function readTrainingCache(path: string): Promise<TrainingCache> {
-  const arrays = await readArchive(await readFile(path), path);
+  const arrays = await readArchive(path);
   const fail = (message: string): Error => new Error(`training cache ${path}: ${message}`);
   const required = (field: Field, what: string): NpyArray => {
     const array = arrays.get(field);
@@ -120,172 +118,80 @@ async function readTestSet(
 
 type Fail = (message: string) => Error;
 
-/** Bytes of the archive unzipped between two turns of the event loop: a few ms of work. */
-const UNZIP_SLICE_BYTES = 8 * 1024 * 1024;
+/** The most bytes a pickled array of class names may take. */
+const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
 
 /**
- * Unzips the `.npy` members this reader needs (stored or deflated), checks each against the CRC-32
- * that the zip's central directory records, and parses their headers. The archive goes through
- * fflate's streaming reader a slice at a time, with the event loop handed back between slices,
- * so that a cache of hundreds of megabytes does not hold up the rest of Node-RED.
+ * Unzips the `.npy` members this reader needs (stored or deflated) and parses their headers; a
+ * member whose size is not what its header needs is refused before it is unzipped (see
+ * readMembers).
  */
-async function readArchive(bytes: Uint8Array, path: string): Promise<Map<Field, NpyArray>> {
-  const unreadable = (reason: string): Error =>
-    new Error(`training cache ${path}: not a readable .npz (zip) archive: ${reason}`);
-  // fflate does not check CRC-32, and a flipped byte in a stored member reads as a plausible
-  // embedding value; numpy would refuse such a file, so do the same.
-  let checksums: Map<string, number> | undefined;
+async function readArchive(path: string): Promise<Map<Field, NpyArray>> {
+  const names = new Map<string, Field>(FIELDS.map((field) => [`${field}.npy`, field]));
+  let members: Map<string, Uint8Array>;
   try {
-    checksums = centralDirectoryChecksums(bytes);
+    members = await readMembers(path, new Set(names.keys()), {
+      check: (name, head, size) => checkSize(head, size, names.get(name)!, path),
+    });
   } catch (err) {
-    // A zip64 record that points outside the file.
-    throw unreadable(`its central directory is damaged (${(err as Error).message})`);
-  }
-  if (checksums === undefined) {
-    throw unreadable('it has no end of central directory record (is it cut short?)');
-  }
-
-  const wanted = new Set<string>(FIELDS.map((field) => `${field}.npy`));
-  const members = new Map<string, Member>();
-  let failure: unknown;
-  const unzip = new Unzip((file) => {
-    if (!wanted.has(file.name) || members.has(file.name)) return;
-    const member = new Member(file.originalSize);
-    members.set(file.name, member);
-    file.ondata = (err, data, final) => {
-      if (err !== null) failure ??= err;
-      else member.add(data, final);
-    };
-    file.start();
-  });
-  unzip.register(UnzipInflate);
-  try {
-    for (let start = 0; start < bytes.length; start += UNZIP_SLICE_BYTES) {
-      const end = Math.min(bytes.length, start + UNZIP_SLICE_BYTES);
-      unzip.push(bytes.subarray(start, end), end === bytes.length);
-      if (failure !== undefined) throw failure;
-      if (end < bytes.length) await nextTurn();
+    if (err instanceof ArchiveError) {
+      throw new Error(`training cache ${path}: not a readable .npz (zip) archive: ${err.message}`);
     }
-  } catch (err) {
-    throw unreadable(err instanceof Error ? err.message : String(err));
+    // The file system's errors carry a code such as ENOENT.
+    if (typeof (err as NodeJS.ErrnoException).code === 'string') {
+      throw new Error(`training cache ${path}: cannot read it (${(err as Error).message})`);
+    }
+    throw err;
   }
-
   const arrays = new Map<Field, NpyArray>();
-  for (const field of FIELDS) {
-    const member = members.get(`${field}.npy`);
-    if (member === undefined) continue;
-    const contents = member.contents();
-    if (contents === undefined) throw unreadable(`${field}.npy ends before its recorded size`);
-    if (member.crc !== checksums.get(`${field}.npy`)) {
-      throw new Error(
-        `training cache ${path}: ${field} fails its CRC-32 check; the archive is corrupt`,
-      );
-    }
-    arrays.set(field, parseNpy(contents, field, path));
+  for (const [name, bytes] of members) {
+    const field = names.get(name)!;
+    arrays.set(field, parseNpy(bytes, field, path));
   }
   return arrays;
 }
 
 /**
- * One member's bytes as they are unzipped, in a buffer of its own (so that the payload of a
- * `.npy` is aligned as numpy wrote it), and their running CRC-32.
+ * Refuses a member whose size (what the zip records) is not what its `.npy` header says the array
+ * takes, from the header alone: a short one would be cut, and bytes after the array are none of
+ * numpy's.
  */
-class Member {
-  crc = 0;
-  private readonly chunks: Uint8Array[] = [];
-  private readonly buffer: Uint8Array | undefined;
-  private length = 0;
-  private complete = false;
-
-  /** `size` is the unzipped size where the archive's local header records it. */
-  constructor(size: number | undefined) {
-    if (size !== undefined) this.buffer = new Uint8Array(size);
-  }
-
-  add(data: Uint8Array, final: boolean): void {
-    this.crc = crc32(data, this.crc);
-    if (this.buffer === undefined || this.length + data.length > this.buffer.length) {
-      // No size recorded (an archive written as a stream), or more bytes than it said.
-      this.chunks.push(data.slice());
-    } else {
-      this.buffer.set(data, this.length);
+function checkSize(head: Uint8Array, size: number, field: Field, path: string): void {
+  const fail = (message: string): Error => new Error(`training cache ${path}: ${field} ${message}`);
+  const header = parseHeader(head, field, path, size > head.length);
+  if (header.kind === 'O') {
+    if (size > MAX_PICKLE_BYTES) {
+      throw fail(`is a pickled array of ${size} bytes; expected a list of class names`);
     }
-    this.length += data.length;
-    if (final) this.complete = true;
+    return;
   }
+  const needed = header.count * header.size;
+  const has = size - header.start;
+  if (has < needed) throw fail(`is truncated: ${header.what} needs ${needed} bytes, has ${has}`);
+  if (has > needed) {
+    throw fail(`holds ${has - needed} bytes after its array (${header.what}); expected none`);
+  }
+}
 
-  /** The member's bytes; undefined if it ended early or held more than its recorded size. */
-  contents(): Uint8Array | undefined {
-    if (!this.complete) return undefined;
-    if (this.buffer !== undefined) {
-      return this.length === this.buffer.length ? this.buffer : undefined;
-    }
-    const out = new Uint8Array(this.length);
-    let at = 0;
-    for (const chunk of this.chunks) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    return out;
-  }
+/** What an `.npy` header says, and where its payload starts. */
+interface NpyHeader {
+  kind: string;
+  /** Bytes per item. */
+  size: number;
+  descr: string;
+  shape: number[];
+  count: number;
+  /** Byte offset of the payload. */
+  start: number;
+  /** The shape and dtype, as errors name them: `(3, 2) of <f4`. */
+  what: string;
 }
 
 /**
- * The CRC-32 the zip's central directory records for each member, by name; undefined when the
- * archive has no end of central directory record.
+ * Parses an `.npy` header (versions 1 to 3) at the start of `bytes`. `more` says that `bytes`
+ * is only the start of the member, so that a header running past it is too long rather than cut.
  */
-function centralDirectoryChecksums(bytes: Uint8Array): Map<string, number> | undefined {
-  if (bytes.length < 22) return undefined;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // The record ends the file, after a comment of at most 65535 bytes.
-  const first = Math.max(0, bytes.length - 22 - 0xffff);
-  let end = bytes.length - 22;
-  while (end >= first && view.getUint32(end, true) !== 0x06054b50) end--;
-  if (end < first) return undefined;
-  let entries = view.getUint16(end + 10, true);
-  let offset = view.getUint32(end + 16, true);
-  if ((offset === 0xffffffff || entries === 0xffff) && end >= 20) {
-    const zip64End = Number(view.getBigUint64(end - 12, true));
-    entries = Number(view.getBigUint64(zip64End + 32, true));
-    offset = Number(view.getBigUint64(zip64End + 48, true));
-  }
-
-  const names = new TextDecoder();
-  const checksums = new Map<string, number>();
-  for (let i = 0; i < entries && offset + 46 <= bytes.length; i++) {
-    if (view.getUint32(offset, true) !== 0x02014b50) break;
-    const nameLength = view.getUint16(offset + 28, true);
-    const name = names.decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
-    checksums.set(name, view.getUint32(offset + 16, true));
-    offset +=
-      46 + nameLength + view.getUint16(offset + 30, true) + view.getUint16(offset + 32, true);
-  }
-  return checksums;
-}
-
-let crcTable: Uint32Array | undefined;
-
-/**
- * CRC-32 as zip stores it, continuing from the CRC-32 of the bytes before (`value`); Node's native
- * one when it has it (20.15 and later).
- */
-function crc32(bytes: Uint8Array, value = 0): number {
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(bytes, value);
-  if (crcTable === undefined) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let crc = (value ^ 0xffffffff) >>> 0;
-  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-/** Parses an `.npy` header (versions 1 to 3) and checks the payload holds every item. */
-function parseNpy(bytes: Uint8Array, field: string, path: string): NpyArray {
+function parseHeader(bytes: Uint8Array, field: string, path: string, more = false): NpyHeader {
   const fail = (message: string): Error => new Error(`training cache ${path}: ${field} ${message}`);
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw fail('is not a .npy array (its magic bytes are wrong)');
@@ -297,7 +203,10 @@ function parseNpy(bytes: Uint8Array, field: string, path: string): NpyArray {
   const start = major === 1 ? 10 : 12;
   if (bytes.length < start) throw fail('is truncated inside its .npy header');
   const length = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-  if (start + length > bytes.length) throw fail('is truncated inside its .npy header');
+  if (start + length > bytes.length) {
+    if (more) throw fail(`has a .npy header of ${length} bytes; expected at most ${HEAD_BYTES}`);
+    throw fail('is truncated inside its .npy header');
+  }
   const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(
     bytes.subarray(start, start + length),
   );
@@ -321,7 +230,8 @@ function parseNpy(bytes: Uint8Array, field: string, path: string): NpyArray {
   if (order === '>') throw fail(`is big-endian (${descr}); expected little-endian (<)`);
   if (order === '=' && endianness() !== 'LE') throw fail(`has native-order dtype ${descr}`);
   const size = kind === 'U' ? Number(width) * 4 : Number(width);
-  if (kind !== 'U' && kind !== 'O' && !NUMERIC_SIZES[kind]?.includes(size)) {
+  const strings = kind === 'U' || kind === 'S';
+  if (!strings && kind !== 'O' && !NUMERIC_SIZES[kind]?.includes(size)) {
     throw fail(`has dtype ${descr}; expected a float, int, bool or string dtype`);
   }
 
@@ -331,15 +241,21 @@ function parseNpy(bytes: Uint8Array, field: string, path: string): NpyArray {
     .filter((d) => d !== '')
     .map((d) => (/^\d+L?$/.test(d) ? Number.parseInt(d, 10) : NaN));
   const count = shape.reduce((n, d) => n * d, 1);
-  if (!Number.isSafeInteger(count)) {
+  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(count * size)) {
     throw fail(`has a shape this reader cannot use: (${shapeText})`);
   }
+  const what = `(${shape.join(', ')}) of ${descr}`;
+  return { kind, size, descr, shape, count, start: start + length, what };
+}
 
-  const data = bytes.subarray(start + length);
+/** Parses a whole `.npy` member and checks the payload holds every item. */
+function parseNpy(bytes: Uint8Array, field: string, path: string): NpyArray {
+  const { kind, size, descr, shape, count, start, what } = parseHeader(bytes, field, path);
+  const data = bytes.subarray(start);
   if (kind !== 'O' && data.length < count * size) {
-    const needed = count * size;
-    throw fail(
-      `is truncated: (${shape.join(', ')}) of ${descr} needs ${needed} bytes, has ${data.length}`,
+    throw new Error(
+      `training cache ${path}: ${field} is truncated: ` +
+        `${what} needs ${count * size} bytes, has ${data.length}`,
     );
   }
   return { field, kind, size, descr, shape, count, data };
@@ -366,8 +282,21 @@ function readLabels(array: NpyArray, path: string, fail: Fail): string[] {
       if (label === undefined) throw fail(`labels holds text that is not Unicode at index ${i}`);
       labels.push(label);
     }
+  } else if (array.kind === 'S') {
+    // numpy's bytes strings, padded with NULs; class names written as bytes are UTF-8.
+    const text = new TextDecoder('utf-8', { fatal: true });
+    labels = [];
+    for (let i = 0; i < array.count; i++) {
+      const bytes = array.data.subarray(i * array.size, (i + 1) * array.size);
+      const end = bytes.indexOf(0);
+      try {
+        labels.push(text.decode(end < 0 ? bytes : bytes.subarray(0, end)));
+      } catch {
+        throw fail(`labels holds bytes that are not UTF-8 text at index ${i}`);
+      }
+    }
   } else {
-    throw fail(`labels has dtype ${array.descr}; expected strings (<U or object)`);
+    throw fail(`labels has dtype ${array.descr}; expected strings (<U, |S or object)`);
   }
 
   if (labels.length === 0) throw fail('labels is empty; expected at least one class name');
@@ -392,10 +321,16 @@ async function matrix(array: NpyArray, fail: Fail): Promise<Matrix> {
   const values = await toFloat32(array, fail);
   const bad = await findIndexYielding(values, (v) => !Number.isFinite(v));
   if (bad >= 0) {
+    // A finite float64 can still be too large for float32.
+    const { data, kind, size } = array;
+    const stored = reader(new DataView(data.buffer, data.byteOffset), kind, size)!(bad * size);
+    const large = Number.isFinite(stored);
     throw fail(
-      `${array.field} holds ${values[bad]} at row ${Math.floor(bad / cols)}, ` +
+      `${array.field} holds ${large ? stored : values[bad]} at row ${Math.floor(bad / cols)}, ` +
         `column ${bad % cols}; ` +
-        'expected finite numbers',
+        (large
+          ? "expected numbers within float32's range (about 3.4e38)"
+          : 'expected finite numbers'),
     );
   }
   return { values, rows, cols };
@@ -439,7 +374,7 @@ function checkPair(
 const littleEndianHost = endianness() === 'LE';
 
 /** Values checked between two turns of the event loop. */
-const CHECK_SLICE = 4 * 1024 * 1024;
+const CHECK_SLICE = 1024 * 1024;
 
 /** The first index whose value meets `test`, or -1; hands the event loop back between slices. */
 async function findIndexYielding(
