@@ -44,9 +44,10 @@ interface Listed {
  * The named members of a zip archive (stored or deflated), each in a buffer of its own, checked
  * against the CRC-32 and size its central directory entry records.
  *
- * The file is read and unzipped a piece at a time with fflate's streaming reader, and the event
- * loop is handed back every few megabytes, so that an archive of hundreds of megabytes neither
- * holds up the rest of the process nor sits in memory beside its members. A member that grows
+ * The file is read a piece at a time into fflate's streaming reader, deflated members inflate in
+ * Node's zlib off the event loop, and the loop is handed back every few megabytes or
+ * milliseconds, so that an archive of hundreds of megabytes neither holds up the rest of the
+ * process nor sits in memory beside its members. A member that grows
  * past its recorded size is refused as soon as it does; `check` sees each wanted member's first
  * bytes before the rest is unzipped. Wanted names the archive does not list are left out of the
  * result.
