@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'fs/promises';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { dirname, join } from 'path';
 import { DataSet } from '../../src/dataset/dataset';
-import { evaluate } from '../../src/evaluate/metrics';
+import { evaluateYielding } from '../../src/evaluate/metrics';
 import {
   CHART_FILES,
   confusionSvg,
@@ -65,7 +65,7 @@ export = function (RED: NodeAPI) {
       const scored = isTrainerResult(msg.payload)
         ? fromTrainerResult(msg.payload, part)
         : await fromDataSet(dataSetFrom(msg.payload), modelDirOf(msg), part);
-      const report = evaluate(scored.y, scored.scores, scored.rows, scored.labels);
+      const report = await evaluateYielding(scored.y, scored.scores, scored.rows, scored.labels);
 
       if (config.csvFile) {
         const path = resolvePath(RED, node, config.csvFile);
