@@ -7,9 +7,11 @@
  * ../shared/data holds it, and 50,000 synthetic rows x 1024 in 10 classes of 20000, 10000, 6000,
  * 4000, 3000, 2500, 1500, 1200, 1000 and 800 rows. Every row is a training row.
  *
- * Each side runs BENCH_ROUNDS times (default 7) in one process and reports the median, and the
- * ratios of the first runs and of the medians of the later runs apart: the first run of a process
- * pays for compiling code (and ours for starting the worker thread of the neighbour search).
+ * Each side runs BENCH_ROUNDS times in one process (default 21 on the anuran table, whose runs
+ * take a few tens of milliseconds, so that a pause of the machine moves the median less; 7 on
+ * the synthetic rows) and reports the median, and the ratios of the first runs and of the medians
+ * of the later runs apart: the first runs of a process pay for compiling code (and ours for
+ * starting the worker thread of the neighbour search).
  * Prints one JSON line per case. Environment: BENCH_PYTHON as for train-speed.ts;
  * BENCH_SMOTE_CASES, a comma-separated list of case names to run (default: all).
  */
@@ -29,7 +31,8 @@ const K = 5;
 const FROGS = join(__dirname, '..', '..', 'shared', 'data', 'anuran-mfcc', 'Frogs_MFCCs.csv');
 const SYNTHETIC_COUNTS = [20000, 10000, 6000, 4000, 3000, 2500, 1500, 1200, 1000, 800];
 const DIM = 1024;
-const RUNS = Number(process.env.BENCH_ROUNDS ?? 7);
+const ROUNDS =
+  process.env.BENCH_ROUNDS === undefined ? undefined : Number(process.env.BENCH_ROUNDS);
 
 function write(line: unknown): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -75,13 +78,13 @@ function classesOf(data: DataSet): { y: Int32Array; targets: Record<number, numb
   return { y, targets };
 }
 
-function runPeer(python: string, data: DataSet): Record<string, unknown> {
+function runPeer(python: string, data: DataSet, runs: number): Record<string, unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-smote-'));
   try {
     const { y, targets } = classesOf(data);
     writeFileSync(join(dir, 'x.f32'), data.x);
     writeFileSync(join(dir, 'y.i32'), y);
-    writeFileSync(join(dir, 'data.json'), JSON.stringify({ dim: data.dim, targets, runs: RUNS }));
+    writeFileSync(join(dir, 'data.json'), JSON.stringify({ dim: data.dim, targets, runs }));
     const out = execFileSync(python, [join(__dirname, 'peer_smote.py'), dir], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -94,10 +97,11 @@ function runPeer(python: string, data: DataSet): Record<string, unknown> {
 
 async function runOurs(
   data: DataSet,
+  rounds: number,
 ): Promise<{ seconds: number; runs: number[]; rowsOut: number }> {
   const runs: number[] = [];
   let rowsOut = 0;
-  for (let run = 0; run < RUNS; run++) {
+  for (let run = 0; run < rounds; run++) {
     // Garbage of loading and of earlier runs is collected outside the timed part (npm run bench
     // starts node with --expose-gc), as on the peer's side.
     (globalThis as { gc?: () => void }).gc?.();
@@ -118,18 +122,20 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const backend = await initBackend();
   const peer = findPeer('imblearn');
-  const cases: [string, () => Promise<DataSet | undefined>][] = [
+  const cases: [string, number, () => Promise<DataSet | undefined>][] = [
     [
       'anuran-mfcc',
+      21,
       async () =>
         existsSync(FROGS)
           ? loadDataSet(FROGS, { labelColumn: 'Species', validationSplit: 0 })
           : undefined,
     ],
-    ['synthetic-50000x1024', () => Promise.resolve(synthetic())],
+    ['synthetic-50000x1024', 7, () => Promise.resolve(synthetic())],
   ];
   const only = process.env.BENCH_SMOTE_CASES?.split(',');
-  for (const [name, make] of cases) {
+  for (const [name, defaultRounds, make] of cases) {
+    const rounds = ROUNDS ?? defaultRounds;
     if (only !== undefined && !only.includes(name)) continue;
     const data = await make();
     if (data === undefined) {
@@ -137,7 +143,7 @@ async function main(): Promise<void> {
       continue;
     }
     const loadBefore = loadavg();
-    const ours = await runOurs(data);
+    const ours = await runOurs(data, rounds);
     const result: Record<string, unknown> = {
       bench: 'smote',
       case: name,
@@ -148,7 +154,7 @@ async function main(): Promise<void> {
       ours: { ...ours, seconds: round(ours.seconds, 3) },
     };
     if (peer.python !== undefined) {
-      const theirs = runPeer(peer.python, data);
+      const theirs = runPeer(peer.python, data, rounds);
       result.imblearn = { ...theirs, seconds: round(theirs.seconds as number, 3) };
       result.ratioOursToImblearn = round(ours.seconds / (theirs.seconds as number), 2);
       // The first run of a process pays for compiling code on both sides: each part apart.

@@ -15,6 +15,14 @@ export class Random {
   private s2: number;
   private c: number;
 
+  /**
+   * A generator that lives as long as the package. V8 holds the hidden class that generators
+   * reach by adding their fields only weakly: once every generator of a run has been collected it
+   * goes, and with it the optimised code of every loop that drew from one, which the next run
+   * (the next upsampling, say) then starts again unoptimised. This one keeps that class alive.
+   */
+  private static readonly shapeKeeper = new Random('shape');
+
   constructor(readonly seed: string | number) {
     const state = seedrandom.alea(String(seed), { state: true }).state();
     this.s0 = state.s0;

@@ -368,7 +368,7 @@ export class ChunkSearch {
   private readonly arrays: SearchArrays<[Float32Array, Float32Array, ...BestScores['lists']]>;
 
   constructor(private readonly job: SearchJob) {
-    const squares = rowSquares(job.centred, job.dim);
+    const squares = halfSquares(job.centred, job.dim);
     this.best = new BestScores(job.queries, job.fetch, job.rowOf);
     const loose = new Float32Array(job.queries).fill(-Infinity);
     this.arrays = new SearchArrays([squares, loose, ...this.best.lists], slackFor(squares));
@@ -419,14 +419,14 @@ export class ChunkSearch {
   }
 
   /**
-   * 2ab for the centred query rows `a` and the rows from `from` on: `[a rows, n - from]` float32,
+   * ab for the centred query rows `a` and the rows from `from` on: `[a rows, n - from]` float32,
    * row-major. The caller disposes it.
    */
   private product(a: Float32Array, from: number): tf.Tensor {
     const { centred, dim } = this.job;
     const n = centred.length / dim;
     return tf.tidy(() => {
-      const left = tf.mul(tf.tensor2d(a, [a.length / dim, dim]), 2);
+      const left = tf.tensor2d(a, [a.length / dim, dim]);
       const right = tf.tensor2d(centred.subarray(from * dim), [n - from, dim]);
       return tf.matMul(left, right, false, true);
     });
@@ -517,23 +517,43 @@ interface Frame {
 }
 
 function frameOf(x: Float32Array, dim: number, rows: ArrayLike<number>): Frame {
-  const mean = new Float64Array(dim);
-  for (let i = 0; i < rows.length; i++) {
-    const base = rows[i] * dim;
-    for (let d = 0; d < dim; d++) mean[d] += x[base + d];
-  }
-  for (let d = 0; d < dim; d++) mean[d] /= rows.length;
-  let spread = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const base = rows[i] * dim;
-    for (let d = 0; d < dim; d++) spread = Math.max(spread, Math.abs(x[base + d] - mean[d]));
-  }
+  const mean = columnMeans(x, dim, rows);
+  const spread = largestDeviation(x, dim, rows, mean);
   const exponent = spread > 0 ? Math.floor(Math.log2(spread)) : 0;
   const step = 2 ** (exponent - 4);
   return {
     offset: mean.map((m) => Math.round(m / step) * step),
     scale: 2 ** -exponent,
   };
+}
+
+// The two passes of frameOf are functions of their own: each loop is then optimised while it
+// runs with what it has seen, not thrown back to the interpreter when the other one starts.
+
+/** The mean of each column over the given rows, float64. */
+function columnMeans(x: Float32Array, dim: number, rows: ArrayLike<number>): Float64Array {
+  const mean = new Float64Array(dim);
+  for (let i = 0; i < rows.length; i++) {
+    const base = rows[i] * dim;
+    for (let d = 0; d < dim; d++) mean[d] += x[base + d];
+  }
+  for (let d = 0; d < dim; d++) mean[d] /= rows.length;
+  return mean;
+}
+
+/** The largest |x - mean| over the given rows and every column. */
+function largestDeviation(
+  x: Float32Array,
+  dim: number,
+  rows: ArrayLike<number>,
+  mean: Float64Array,
+): number {
+  let spread = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const base = rows[i] * dim;
+    for (let d = 0; d < dim; d++) spread = Math.max(spread, Math.abs(x[base + d] - mean[d]));
+  }
+  return spread;
 }
 
 /** The given rows in `frame`, `[rows.length, dim]` float32, in shared memory if `shared`. */
@@ -554,21 +574,21 @@ function gather(
   return out;
 }
 
-/** |b|^2 of each row of `[rows, dim]` values, float32. */
-function rowSquares(values: Float32Array, dim: number): Float32Array {
+/** |b|^2 / 2 of each row of `[rows, dim]` values, float32. */
+function halfSquares(values: Float32Array, dim: number): Float32Array {
   const out = new Float32Array(values.length / dim);
   for (let i = 0; i < out.length; i++) {
     let sum = 0;
     for (let d = i * dim; d < (i + 1) * dim; d++) sum += values[d] * values[d];
-    out[i] = sum;
+    out[i] = sum / 2;
   }
   return out;
 }
 
 /** Slack that keeps the float32 pre-selection from dropping a candidate by rounding. */
-function slackFor(squares: Float32Array): number {
+function slackFor(halfSquares: Float32Array): number {
   let largest = 0;
-  for (const s of squares) largest = Math.max(largest, s);
+  for (const s of halfSquares) largest = Math.max(largest, s);
   return largest * 2 ** -14;
 }
 
@@ -584,9 +604,10 @@ interface RowSpan {
 
 /**
  * Offers row i of `products` (matrix columns `from` .. n) to query `first + i`, in JavaScript.
- * |a|^2 is the same for every candidate of one query, so ranking by 2ab - |b|^2 (largest first)
- * is ranking by |a|^2 + |b|^2 - 2ab (smallest first). The scan skips the columns that cannot
- * reach the query's lowest kept score; most do, once a few rows have been seen.
+ * |a|^2 is the same for every candidate of one query, so ranking by ab - |b|^2 / 2 (largest
+ * first) is ranking by |a|^2 + |b|^2 - 2ab (smallest first); `squares` holds |b|^2 / 2. The
+ * scan skips the columns that cannot reach the query's lowest kept score; most do, once a few
+ * rows have been seen.
  */
 function offerRowsPlain(
   best: BestScores,
@@ -611,7 +632,7 @@ function offerRowsPlain(
 
 /**
  * The other half of a chunk's product: column c of the later queries (end .. shared) holds
- * 2ab between that query and each row of the chunk (start .. end), offered to that query.
+ * ab between that query and each row of the chunk (start .. end), offered to that query.
  * `floors` holds each query's lowest kept score less the slack, for the scan.
  */
 function offerColumns(

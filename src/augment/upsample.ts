@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from 'timers/promises';
-import { copyYielding, createDataSet, DataSet, Part, rowsOf } from '../dataset/dataset';
+import { copyYielding, createDataSet, DataSet, Part, rowsOf, Source } from '../dataset/dataset';
 import { Random } from '../random';
 import { nearestNeighbours } from './nearest';
 
@@ -72,9 +72,8 @@ export async function upsample(data: DataSet, options: UpsampleOptions): Promise
   checkOptions(ratio, mode, k);
   if (ratio === 0) return data;
 
-  const train = rowsOf(data, Part.train);
   const classes = data.labels.length;
-  const members = classes === 1 ? undefined : classMembers(data, train);
+  const members = classes === 1 ? undefined : classMembers(data);
   if (mode !== 'repeat' && members?.multiLabel === true) {
     throw new Error(
       `upsampling mode: multi-label data allows only "repeat", got "${mode}"; ` +
@@ -82,7 +81,9 @@ export async function upsample(data: DataSet, options: UpsampleOptions): Promise
     );
   }
   const groups =
-    members === undefined ? binaryGroups(data, train, ratio) : classGroups(data, members, ratio);
+    members === undefined
+      ? binaryGroups(data, rowsOf(data, Part.train), ratio)
+      : classGroups(data, members, ratio);
   for (const group of groups) {
     if (group.missing > 0 && group.rows.length === 0) {
       throw new Error(
@@ -129,24 +130,28 @@ interface Members {
   multiLabel: boolean;
 }
 
-function classMembers(data: DataSet, train: readonly number[]): Members {
+function classMembers(data: DataSet): Members {
   const classes = data.labels.length;
+  const { y, parts } = data;
   const counts = new Int32Array(classes);
   let multiLabel = false;
-  for (const r of train) {
-    let ones = 0;
-    for (let c = 0; c < classes; c++) {
-      if (data.y[r * classes + c] === 1) {
-        counts[c]++;
-        ones++;
-      }
-    }
-    if (ones > 1) multiLabel = true;
+  // The array's own search goes from one 1 to the next: one turn of the loop per label, not per
+  // value, which counts while the loop still runs unoptimised (a first upsampling, say).
+  let lastRow = -1;
+  for (let at = y.indexOf(1); at !== -1; at = y.indexOf(1, at + 1)) {
+    const row = Math.floor(at / classes);
+    if (parts[row] !== Part.train) continue;
+    counts[at - row * classes]++;
+    if (row === lastRow) multiLabel = true;
+    lastRow = row;
   }
   const rows = Array.from(counts, (n) => new Int32Array(n));
   counts.fill(0);
-  for (const r of train) {
-    for (let c = 0; c < classes; c++) if (data.y[r * classes + c] === 1) rows[c][counts[c]++] = r;
+  for (let at = y.indexOf(1); at !== -1; at = y.indexOf(1, at + 1)) {
+    const row = Math.floor(at / classes);
+    if (parts[row] !== Part.train) continue;
+    const c = at - row * classes;
+    rows[c][counts[c]++] = row;
   }
   return { rows, multiLabel };
 }
@@ -244,8 +249,9 @@ async function appendRows(data: DataSet, recipes: Recipes): Promise<DataSet> {
   parts.set(data.parts);
   const synthetic = new Uint8Array(rows + added).fill(1);
   synthetic.set(data.synthetic);
-  const sources = data.sources.slice();
-  for (const a of recipes.first) sources.push(data.sources[a]);
+  const sources = new Array<Source | undefined>(rows + added);
+  for (let r = 0; r < rows; r++) sources[r] = data.sources[r];
+  for (let i = 0; i < added; i++) sources[rows + i] = data.sources[recipes.first[i]];
   return createDataSet({ ...data, x, y, parts, synthetic, sources });
 }
 
@@ -269,7 +275,9 @@ function blendRows(
     const b = second[i];
     const w = weight[i];
     const to = (rows + i) * dim;
-    y.copyWithin((rows + i) * classes, a * classes, (a + 1) * classes);
+    // A loop, not copyWithin: a row of labels is short, and a call per row costs more than it.
+    const labelsTo = (rows + i) * classes;
+    for (let c = 0; c < classes; c++) y[labelsTo + c] = y[a * classes + c];
     if (w === 1) {
       x.copyWithin(to, a * dim, (a + 1) * dim);
       continue;

@@ -224,17 +224,21 @@
   ;; `scratch`, `size` floats): at least `size` scores reach it, so no score below it can be kept
   ;; and the second pass offers only those that reach it and the query's lowest kept score,
   ;; passing over a block of 16 whose maximum does not reach them (each block's four lane maxima
-  ;; are kept after the list, from the next 16-byte boundary) and over four columns at a time
-  ;; while none does.
+  ;; are kept after the list, from the next 16-byte boundary); in a block it does not pass over,
+  ;; the columns to offer come from a 16-bit mask of those that reach them, one set bit at a
+  ;; time (a branch per column offered, not per column). The columns after the last whole block
+  ;; go four at a time.
   (func (export "offerRows")
     (param $products i32) (param $squares i32) (param $width i32) (param $count i32)
     (param $from i32) (param $first i32) (param $size i32)
     (param $scores i32) (param $positions i32) (param $kept i32) (param $rowOf i32)
     (param $scratch i32)
-    (local $i i32) (local $least f32) (local $j i32) (local $lane i32) (local $end4 i32) (local $row i32)
+    (local $i i32) (local $least f32) (local $j i32) (local $lane i32) (local $end4 i32)
+    (local $row i32)
     (local $sq i32) (local $keptAt i32) (local $n i32) (local $floor f32) (local $score f32)
     (local $at i32)
     (local $listScores i32) (local $listPositions i32) (local $blocks i32) (local $end16 i32)
+    (local $mask i32) (local $k i32)
     (local.set $end4 (i32.and (local.get $width) (i32.const -4)))
     (local.set $end16 (i32.and (local.get $width) (i32.const -16)))
     (local.set $blocks
@@ -271,20 +275,77 @@
         (block $quadsDone
           (loop $quads
             (br_if $quadsDone (i32.ge_u (local.get $j) (local.get $end4)))
-            ;; a whole block of 16 starts here: pass over it if no lane maximum reaches the floor
-            (if
-              (i32.and (i32.lt_u (local.get $j) (local.get $end16))
-                (i32.eqz (i32.and (local.get $j) (i32.const 15))))
+            ;; a whole block of 16: passed over if no lane maximum reaches the floor, else the
+            ;; columns that reach it are taken from a mask of the 16, lowest first
+            (if (i32.lt_u (local.get $j) (local.get $end16))
               (then
                 (if
-                  (i32.eqz
-                    (v128.any_true
-                      (f32x4.ge
-                        (v128.load align=4 (i32.add (local.get $blocks) (local.get $j)))
-                        (f32x4.splat (local.get $floor)))))
+                  (v128.any_true
+                    (f32x4.ge
+                      (v128.load align=4 (i32.add (local.get $blocks) (local.get $j)))
+                      (f32x4.splat (local.get $floor))))
                   (then
-                    (local.set $j (i32.add (local.get $j) (i32.const 16)))
-                    (br $quads)))))
+                    (local.set $at
+                      (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))))
+                    (local.set $k
+                      (i32.add (local.get $sq) (i32.shl (local.get $j) (i32.const 2))))
+                    (local.set $mask
+                      (i32.or
+                        (i32.or
+                          (i32x4.bitmask
+                            (f32x4.ge
+                              (f32x4.sub (v128.load align=4 (local.get $at))
+                                (v128.load align=4 (local.get $k)))
+                              (f32x4.splat (local.get $floor))))
+                          (i32.shl
+                            (i32x4.bitmask
+                              (f32x4.ge
+                                (f32x4.sub (v128.load offset=16 align=4 (local.get $at))
+                                  (v128.load offset=16 align=4 (local.get $k)))
+                                (f32x4.splat (local.get $floor))))
+                            (i32.const 4)))
+                        (i32.or
+                          (i32.shl
+                            (i32x4.bitmask
+                              (f32x4.ge
+                                (f32x4.sub (v128.load offset=32 align=4 (local.get $at))
+                                  (v128.load offset=32 align=4 (local.get $k)))
+                                (f32x4.splat (local.get $floor))))
+                            (i32.const 8))
+                          (i32.shl
+                            (i32x4.bitmask
+                              (f32x4.ge
+                                (f32x4.sub (v128.load offset=48 align=4 (local.get $at))
+                                  (v128.load offset=48 align=4 (local.get $k)))
+                                (f32x4.splat (local.get $floor))))
+                            (i32.const 12)))))
+                    (block $maskDone
+                      (loop $bits
+                        (br_if $maskDone (i32.eqz (local.get $mask)))
+                        (local.set $lane (i32.ctz (local.get $mask)))
+                        (local.set $mask
+                          (i32.and (local.get $mask) (i32.sub (local.get $mask) (i32.const 1))))
+                        (local.set $score
+                          (f32.sub
+                            (f32.load
+                              (i32.add (local.get $at) (i32.shl (local.get $lane) (i32.const 2))))
+                            (f32.load
+                              (i32.add (local.get $k) (i32.shl (local.get $lane) (i32.const 2))))))
+                        (if (f32.ge (local.get $score) (local.get $floor))
+                          (then
+                            (local.set $n
+                              (call $offer (local.get $listScores) (local.get $listPositions)
+                                (local.get $rowOf) (local.get $n) (local.get $size)
+                                (i32.add (local.get $from)
+                                  (i32.add (local.get $j) (local.get $lane)))
+                                (local.get $score)))
+                            (local.set $floor
+                              (call $larger (local.get $least)
+                                (call $floorOf (local.get $listScores) (local.get $n)
+                                  (local.get $size))))))
+                        (br $bits)))))
+                (local.set $j (i32.add (local.get $j) (i32.const 16)))
+                (br $quads)))
             (if
               (v128.any_true
                 (f32x4.ge
@@ -349,7 +410,7 @@
     (param $row i32) (param $sq i32) (param $width i32) (param $size i32) (param $list i32)
     (param $blocks i32) (result f32)
     (local $b i32) (local $end i32) (local $n i32) (local $k i32) (local $at i32)
-    (local $m v128) (local $top f32) (local $last f32) (local $lane f32)
+    (local $m v128) (local $top f32) (local $last f32)
     (local.set $end (i32.and (local.get $width) (i32.const -16)))
     (local.set $last (f32.const -inf))
     (block $done
@@ -374,17 +435,20 @@
                 (v128.load offset=48 align=4 (i32.add (local.get $row) (local.get $at)))
                 (v128.load offset=48 align=4 (i32.add (local.get $sq) (local.get $at)))))))
         (v128.store align=4 (i32.add (local.get $blocks) (local.get $b)) (local.get $m))
+        ;; the block's maximum, lanes folded pairwise without a branch
+        (local.set $top
+          (f32x4.extract_lane 0
+            (f32x4.pmax
+              (local.tee $m
+                (f32x4.pmax (local.get $m)
+                  (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7
+                    (local.get $m) (local.get $m))))
+              (i8x16.shuffle 4 5 6 7 0 1 2 3 12 13 14 15 8 9 10 11
+                (local.get $m) (local.get $m)))))
         (if
           (i32.or (i32.lt_u (local.get $n) (local.get $size))
-            (v128.any_true (f32x4.gt (local.get $m) (f32x4.splat (local.get $last)))))
+            (f32.gt (local.get $top) (local.get $last)))
           (then
-            (local.set $top (f32x4.extract_lane 0 (local.get $m)))
-            (local.set $lane (f32x4.extract_lane 1 (local.get $m)))
-            (if (f32.gt (local.get $lane) (local.get $top)) (then (local.set $top (local.get $lane))))
-            (local.set $lane (f32x4.extract_lane 2 (local.get $m)))
-            (if (f32.gt (local.get $lane) (local.get $top)) (then (local.set $top (local.get $lane))))
-            (local.set $lane (f32x4.extract_lane 3 (local.get $m)))
-            (if (f32.gt (local.get $lane) (local.get $top)) (then (local.set $top (local.get $lane))))
             ;; insert top, the last entry dropping out of a full list
             (local.set $k (local.get $n))
             (if (i32.eq (local.get $n) (local.get $size))
