@@ -4,6 +4,7 @@ import { SingleBar } from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
 import { of, tap } from 'rxjs';
 import { BUILT_IN_EMBEDDER } from './audio/embedder';
+import { DEFAULT_INPUT_SECONDS, DEFAULT_SAMPLE_RATE } from './audio/model-extractor';
 import { DEFAULT_AUDIO } from './audio/recordings';
 import { CROP_MODES, CropMode } from './audio/segments';
 import { UPSAMPLING_MODES } from './augment/upsample';
@@ -158,12 +159,12 @@ function dataOptions(command: Command, fromModel = false): Command {
     )
     .option(
       '--model-sample-rate <hz>',
-      'sample rate the embedding model takes',
+      `sample rate the embedding model takes (default: ${DEFAULT_SAMPLE_RATE})`,
       integer('--model-sample-rate', 1),
     )
     .option(
       '--model-input-seconds <s>',
-      'segment length the embedding model takes',
+      `segment length the embedding model takes (default: ${DEFAULT_INPUT_SECONDS})`,
       number('--model-input-seconds', (v) => v > 0, 'a number of seconds > 0'),
     )
     .option('--model-output <name>', "the embedding model's layer or node to take as embedding")

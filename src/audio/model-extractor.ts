@@ -36,8 +36,9 @@ export interface ModelExtractorOptions {
   batchSize?: number;
 }
 
-const DEFAULT_SAMPLE_RATE = 48000;
-const DEFAULT_INPUT_SECONDS = 3;
+/** Rate and segment length a model takes unless told otherwise (BirdNET's). */
+export const DEFAULT_SAMPLE_RATE = 48000;
+export const DEFAULT_INPUT_SECONDS = 3;
 const DEFAULT_BATCH_SIZE = 16;
 
 /** Names of a graph's nodes that an error lists before it says how many more there are. */
