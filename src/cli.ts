@@ -17,7 +17,7 @@ import { PACKAGE } from './package-info';
 import { DEFAULT_SETTINGS, RunSettings, settingsTable } from './settings';
 import { Provenance, checkModelTarget } from './store/model-directory';
 import { evaluate, load, mixup, save, smooth, train, upsample } from './streams';
-import { loadPredictor, scoreDataSet } from './streams/predict';
+import { checkSameEmbedding, loadPredictor, scoreDataSet } from './streams/predict';
 import { SavedEvent } from './streams/save';
 import { BACKENDS, initBackend } from './train/backend';
 import { NoValidationError } from './train/trainer';
@@ -638,6 +638,8 @@ async function runEvaluate(a: EvaluateArgs, given: (key: string) => boolean): Pr
       ),
       validationSplit: 0,
       classes: predictor.labels,
+      // Recordings cut or embedded otherwise are refused before the first one is decoded.
+      checkEmbedding: (made) => checkSameEmbedding(made, predictor.provenance, a.data),
     });
     const { y, scores, rows, labels } = scoreDataSet(predictor, data, 'all', a.data);
     const r = evaluateScores(y, scores, rows, labels);

@@ -231,9 +231,15 @@ describe('command line', () => {
     expect(evaluated.code, evaluated.stderr).to.equal(0);
     expect(evaluated.stdout).to.include(`${segments} rows`);
 
-    const other = await cli('evaluate', '--model', out, '--data', clips, '--crop-mode', 'center');
+    const cache = join(dir, 'evaluation cache');
+    mkdirSync(cache);
+    const other = await cli(
+      'evaluate',
+      ...['--model', out, '--data', clips, '--crop-mode', 'center', '--cache', cache],
+    );
     expect(other.code).to.equal(1);
     expect(other.stderr).to.include('Crop mode center (model: segments)');
+    expect(readdirSync(cache), 'refused before any recording was embedded').to.deep.equal([]);
   });
 
   it('should train without a validation part only when allowed to', async () => {

@@ -51,6 +51,12 @@ export interface LoadOptions extends Partial<TableOptions>, EmbedderSettings {
   onRecordings?: (report: RecordingsReport, path: string) => void;
   /** Recordings done, of how many, in the folder being read. */
   progress?: (done: number, total: number) => void;
+  /**
+   * Called, before the first recording of a folder is read, with what its embeddings will
+   * record as their making (the embedder and the audio settings); an error it throws refuses the
+   * load before any file is decoded. Not called for tables or embeddings files.
+   */
+  checkEmbedding?: (embedding: EmbeddingInfo) => void;
 }
 
 /** The embedding cache's folder unless told otherwise: the user's cache folder. */
@@ -119,6 +125,17 @@ class Recordings {
     this.extractor ??= createExtractor(this.options);
     const extractor = await this.extractor;
     checkAudioSettings(this.settings, extractor);
+    const { mode, overlap, speed, fmin, fmax } = this.settings;
+    const audio = {
+      'Sample rate': extractor.sampleRate,
+      'Segment seconds': extractor.segmentSeconds,
+      'Crop mode': mode,
+      Overlap: overlap,
+      'Audio speed': speed,
+      Fmin: fmin,
+      Fmax: fmax,
+    };
+    this.options.checkEmbedding?.({ source: extractor.id, audio });
     const { cacheDir } = this.options;
     const { raw, report } = await readRecordingsFolder(path, {
       extractor,
@@ -128,19 +145,7 @@ class Recordings {
       progress: this.options.progress,
     });
     this.options.onRecordings?.(report, path);
-    const { mode, overlap, speed, fmin, fmax } = this.settings;
-    return {
-      ...encode(raw, path, extractor.id, classes),
-      audio: {
-        'Sample rate': extractor.sampleRate,
-        'Segment seconds': extractor.segmentSeconds,
-        'Crop mode': mode,
-        Overlap: overlap,
-        'Audio speed': speed,
-        Fmin: fmin,
-        Fmax: fmax,
-      },
-    };
+    return { ...encode(raw, path, extractor.id, classes), audio };
   }
 
   dispose(): void {

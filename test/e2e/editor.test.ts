@@ -143,6 +143,13 @@ describe('the editor in headless Chromium', function () {
         red.editor.edit(red.nodes.node(id));
       }, nodes[i].id);
       await page.waitForSelector(`#node-input-${check.change[0].field}`, { state: 'attached' });
+      // The dialog slides in (a CSS transition of its right edge): act on it once it has come to
+      // rest, or a click may land where a field was a moment before.
+      await page.waitForFunction(() => {
+        const trays = document.querySelectorAll('.red-ui-tray');
+        const tray = trays[trays.length - 1];
+        return tray !== undefined && getComputedStyle(tray).right === '0px';
+      });
 
       if (check.invalid) {
         const input = page.locator(`#node-input-${check.invalid.field}`);
