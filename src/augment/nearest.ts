@@ -49,11 +49,12 @@ export interface NearestOptions {
  * SMOTE) are placed first, and a chunk's product with the rows after its start also gives the
  * later queries their distances to the chunk's rows: each distance between two queries is
  * computed once, not twice. On WebAssembly, whose products use one core, a worker thread shares
- * the chunks of a large search. The rows are first moved near the origin and scaled by a power of two (see
- * {@link Frame}); candidates are then re-ranked with float64 distances, because the float32
- * product form loses precision when rows are far from the origin and close to each other. Many
- * rows at one distance keep lowest index first where that distance is exact in float32 (values
- * on a grid); where it is not, more than 2k + 1 of them may come back in another order.
+ * the chunks of a large search. The rows are first moved near the origin and scaled by a power
+ * of two (see {@link Frame}); candidates are then re-ranked with float64 distances, because the
+ * float32 product form loses precision when rows are far from the origin and close to each
+ * other. Many rows at one distance keep lowest index first where that distance is exact in
+ * float32 (values on a grid); where it is not, more than 2k + 1 of them may come back in another
+ * order.
  *
  * (A brute-force search that takes one pair of rows at a time, such as usearch's exact search,
  * ran 2 to 4 times slower than these products for thousands of 1024-value rows; tree indexes
@@ -61,7 +62,8 @@ export interface NearestOptions {
  *
  * @example
  * // one feature: rows 0..3 hold 0, 1, 2, 10
- * await nearestNeighbours(Float32Array.of(0, 1, 2, 10), 1, [0, 1, 2, 3], [0], 2); // [Int32Array [1, 2]]
+ * await nearestNeighbours(Float32Array.of(0, 1, 2, 10), 1, [0, 1, 2, 3], [0], 2);
+ * // [Int32Array [1, 2]]
  */
 export async function nearestNeighbours(
   x: Float32Array,
@@ -690,7 +692,9 @@ class SearchArrays<T extends SearchArray[] = SearchArray[]> {
     return this.tensors.map((t) => wasm().typedArrayFromHeap(t)) as T;
   }
 
-  /** Runs `visit` on the values of `products` and on the arrays' views, then disposes `products`. */
+  /**
+   * Runs `visit` on the values of `products` and on the arrays' views, then disposes `products`.
+   */
   scan(products: tf.Tensor, visit: (values: Float32Array, arrays: T) => void): void {
     try {
       const values =

@@ -133,25 +133,26 @@ interface Members {
 function classMembers(data: DataSet): Members {
   const classes = data.labels.length;
   const { y, parts } = data;
+  // Where each 1 of a training row lies in `y`, in row order. The array's own search goes from
+  // one 1 to the next: one turn of the loop per label, not per value, which counts while the loop
+  // still runs unoptimised (a first upsampling, say).
+  const ones: number[] = [];
+  for (let at = y.indexOf(1); at !== -1; at = y.indexOf(1, at + 1)) {
+    if (parts[Math.floor(at / classes)] === Part.train) ones.push(at);
+  }
   const counts = new Int32Array(classes);
   let multiLabel = false;
-  // The array's own search goes from one 1 to the next: one turn of the loop per label, not per
-  // value, which counts while the loop still runs unoptimised (a first upsampling, say).
-  let lastRow = -1;
-  for (let at = y.indexOf(1); at !== -1; at = y.indexOf(1, at + 1)) {
-    const row = Math.floor(at / classes);
-    if (parts[row] !== Part.train) continue;
-    counts[at - row * classes]++;
-    if (row === lastRow) multiLabel = true;
-    lastRow = row;
+  for (let i = 0; i < ones.length; i++) {
+    counts[ones[i] % classes]++;
+    if (i > 0 && Math.floor(ones[i - 1] / classes) === Math.floor(ones[i] / classes)) {
+      multiLabel = true;
+    }
   }
   const rows = Array.from(counts, (n) => new Int32Array(n));
   counts.fill(0);
-  for (let at = y.indexOf(1); at !== -1; at = y.indexOf(1, at + 1)) {
-    const row = Math.floor(at / classes);
-    if (parts[row] !== Part.train) continue;
-    const c = at - row * classes;
-    rows[c][counts[c]++] = row;
+  for (const at of ones) {
+    const c = at % classes;
+    rows[c][counts[c]++] = Math.floor(at / classes);
   }
   return { rows, multiLabel };
 }
@@ -272,18 +273,19 @@ function blendRows(
   const { first, second, weight } = recipes;
   for (let i = start; i < end; i++) {
     const a = first[i];
-    copyRow(y, (rows + i) * classes, a * classes, classes);
-    if (weight[i] === 1) copyRow(x, (rows + i) * dim, a * dim, dim);
-    else blendRow(x, (rows + i) * dim, a * dim, second[i] * dim, weight[i], dim);
+    const w = weight[i];
+    copyLabels(y, (rows + i) * classes, a * classes, classes);
+    if (w === 1) x.copyWithin((rows + i) * dim, a * dim, (a + 1) * dim);
+    else blendRow(x, (rows + i) * dim, a * dim, second[i] * dim, w, dim);
   }
 }
 
 // The per-row loops are functions of their own: called once per row, they are optimised after a
 // few hundred rows, while a loop inside the loop over rows waits for that loop to be.
 
-/** Copies `length` values of `values` from `from` to `to`. */
-function copyRow(values: Float32Array, to: number, from: number, length: number): void {
-  for (let d = 0; d < length; d++) values[to + d] = values[from + d];
+/** Copies a row of `classes` labels from `from` to `to`: a loop, as a row of labels is short. */
+function copyLabels(y: Float32Array, to: number, from: number, classes: number): void {
+  for (let c = 0; c < classes; c++) y[to + c] = y[from + c];
 }
 
 /** Writes w * x[fromA ..] + (1 - w) * x[fromB ..], `dim` values, at `to`. */

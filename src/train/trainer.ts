@@ -165,7 +165,8 @@ export class NoValidationError extends Error {
         ? `training: the validation split of ${split} left no validation rows: every class has a ` +
             'single recording (or file), which stays in training; give classes two or more to ' +
             `hold one out (or ${allow})`
-        : `training: the data set has no validation rows; set a validation split above 0 (or ${allow})`,
+        : 'training: the data set has no validation rows; set a validation split above 0 ' +
+            `(or ${allow})`,
     );
   }
 }
